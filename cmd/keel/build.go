@@ -1,0 +1,110 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keelos/keel/internal/build"
+	"github.com/keelos/keel/internal/spec"
+)
+
+func newBuildCmd() *cobra.Command {
+	var opts build.Options
+	cmd := &cobra.Command{
+		Use:   "build [SPEC...]",
+		Short: "Build OS images from spec files (default ./build.toml)",
+		Long: `Build merges the spec files in order (later scalars win, lists append) and
+writes the requested output formats to --dir as NAME-ARCH-… files.`,
+		Example: `  keel build
+  keel build --format iso-efi,qcow2-efi --dir out build.toml prod.toml
+  keel build --dry-run build.toml extra.toml`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Specs = args
+			if len(opts.Specs) == 0 {
+				opts.Specs = []string{spec.DefaultSpecFile}
+			}
+			opts.Arch = global.Arch
+			opts.CacheDir = global.CacheDir
+			opts.Stdout = cmd.OutOrStdout()
+			opts.Log = logger()
+			opts.Progress = cmd.ErrOrStderr()
+			if err := checkBuildFlags(opts); err != nil {
+				return err
+			}
+			if opts.DryRun {
+				return dryRun(cmd, opts)
+			}
+			res, err := build.Run(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			for _, o := range res.Outputs {
+				fmt.Fprintln(cmd.OutOrStdout(), o.Path)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&opts.Formats, "format", nil, "output formats, repeated or comma separated (default: the spec's [output] formats)")
+	f.StringVar(&opts.Dir, "dir", ".", "directory the outputs are written to")
+	f.StringVar(&opts.Name, "name", "", "name prefix of the outputs (default: the spec's name)")
+	f.StringVar(&opts.Size, "size", "", "disk image size, like 1GiB (default: the spec's, else fit)")
+	f.BoolVar(&opts.DryRun, "dry-run", false, "print the merged, resolved spec and stop")
+	f.BoolVar(&opts.Locked, "locked", false, "fail if any input differs from build.lock")
+	f.BoolVar(&opts.Pull, "pull", false, "re-resolve registry references instead of using the cache")
+	return cmd
+}
+
+// checkBuildFlags rejects flag values the spec would reject, as bad usage.
+func checkBuildFlags(opts build.Options) error {
+	for _, f := range opts.Formats {
+		if !slices.Contains(spec.Formats, f) {
+			return usageError(fmt.Errorf("--format %q: want one of %s", f, strings.Join(spec.Formats, ", ")))
+		}
+	}
+	if opts.Name != "" {
+		if err := spec.CheckName(opts.Name); err != nil {
+			return usageError(fmt.Errorf("--name: %w", err))
+		}
+	}
+	if opts.Size != "" {
+		if v, err := spec.ParseSize(opts.Size); err != nil || v == 0 {
+			if err == nil {
+				err = fmt.Errorf("size %q must be above zero", opts.Size)
+			}
+			return usageError(fmt.Errorf("--size: %w", err))
+		}
+	}
+	return nil
+}
+
+// dryRun prints the merged spec with the flags applied, the way the build
+// would see it. It does not depend on the pipeline, so it works before
+// any output format does.
+func dryRun(cmd *cobra.Command, opts build.Options) error {
+	s, err := spec.Load(opts.Specs...)
+	if err != nil {
+		return err
+	}
+	if opts.Name != "" {
+		s.Name = opts.Name
+	}
+	if len(opts.Arch) > 0 {
+		s.Arch = slices.Clone(opts.Arch)
+	}
+	if len(opts.Formats) > 0 {
+		s.Output.Formats = slices.Clone(opts.Formats)
+	}
+	if opts.Size != "" {
+		s.Output.Size = opts.Size
+	}
+	b, err := spec.Marshal(s)
+	if err != nil {
+		return err
+	}
+	_, err = cmd.OutOrStdout().Write(b)
+	return err
+}

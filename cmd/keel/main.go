@@ -1,0 +1,243 @@
+// Command keel builds minimal, immutable container-host OS images from a
+// TOML spec. This package is the command line only: flags, logging, exit
+// codes; the work is done by the internal packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keelos/keel/internal/spec"
+)
+
+// version is set at link time: -ldflags "-X main.version=v1.2.3".
+var version string
+
+// Exit codes of every keel command.
+const (
+	exitOK     = 0
+	exitFailed = 1 // a build or run failed
+	exitUsage  = 2 // bad usage or a bad spec
+)
+
+// global holds the persistent flags shared by every command.
+var global struct {
+	CacheDir string
+	Arch     []string
+	Verbose  int
+}
+
+// logOutput is where logger writes; run points it at its stderr.
+var logOutput io.Writer = os.Stderr
+
+// logger logs to stderr at the level -v asks for: warnings by default,
+// info at -v, debug at -vv.
+func logger() *slog.Logger {
+	level := slog.LevelWarn
+	switch {
+	case global.Verbose >= 2:
+		level = slog.LevelDebug
+	case global.Verbose == 1:
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(logOutput, &slog.HandlerOptions{Level: level}))
+}
+
+// usageErr marks an error as bad usage (exit code 2).
+type usageErr struct{ err error }
+
+func (e usageErr) Error() string { return e.err.Error() }
+func (e usageErr) Unwrap() error { return e.err }
+
+// usageError marks err as bad usage, so keel exits with code 2.
+func usageError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return usageErr{err}
+}
+
+// exitCode maps an error returned by a command to keel's exit code.
+func exitCode(err error) int {
+	var ue usageErr
+	var se spec.Errors
+	var e *spec.Error
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ue), errors.As(err, &se), errors.As(err, &e):
+		return exitUsage
+	default:
+		return exitFailed
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one keel command line and returns its exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	logOutput = stderr
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var se spec.Errors
+	if errors.As(err, &se) {
+		// One problem per line, each FILE:LINE:COL: …, as compilers do,
+		// so editors can jump to them.
+		fmt.Fprintln(stderr, se.Error())
+	} else if msg := err.Error(); strings.HasPrefix(msg, "keel ") {
+		fmt.Fprintln(stderr, msg)
+	} else {
+		fmt.Fprintf(stderr, "keel: %s\n", msg)
+	}
+	var ue usageErr
+	if errors.As(err, &ue) {
+		fmt.Fprintln(stderr, "Run 'keel --help' for usage.")
+	}
+	return exitCode(err)
+}
+
+func defaultCacheDir() string {
+	if d := os.Getenv("KEEL_CACHE"); d != "" {
+		return d
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "keel")
+	}
+	return filepath.Join(os.TempDir(), "keel-cache")
+}
+
+func newRootCmd() *cobra.Command {
+	global.CacheDir, global.Arch, global.Verbose = "", nil, 0
+	root := &cobra.Command{
+		Use:   "keel",
+		Short: "Build minimal, immutable container-host OS images from a TOML spec",
+		Long: `keel builds minimal, immutable Linux OS images for running containers: a
+kernel, a Go init and system services each in its own container, written
+as initramfs, UKI, ISO, raw, qcow2 and cloud images, without Docker or root.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError(fmt.Errorf("unknown command %q", args[0]))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_ = cmd.Help()
+			return usageError(errors.New("no command given"))
+		},
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			for _, a := range global.Arch {
+				if _, ok := archIndex(a); !ok {
+					return usageError(fmt.Errorf("--arch %q: want one of %v", a, spec.Archs))
+				}
+			}
+			return nil
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
+	pf := root.PersistentFlags()
+	pf.StringVar(&global.CacheDir, "cache", defaultCacheDir(), "cache directory (KEEL_CACHE)")
+	pf.StringSliceVar(&global.Arch, "arch", nil, "target architectures, comma separated: amd64,arm64 (default: the spec's, else the host's)")
+	pf.CountVarP(&global.Verbose, "verbose", "v", "log more: -v info, -vv debug")
+
+	root.AddCommand(
+		newBuildCmd(),
+		newRunCmd(),
+		newPkgCmd(),
+		newCacheCmd(),
+		newLockCmd(),
+		newInspectCmd(),
+		newVersionCmd(),
+		newCompletionCmd(),
+	)
+	return root
+}
+
+func archIndex(a string) (int, bool) {
+	for i, x := range spec.Archs {
+		if x == a {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// versionString is the link-time version, else the module version the
+// binary was built from.
+func versionString() string {
+	v := version
+	if v == "" {
+		v = "(devel)"
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+	}
+	return v
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print keel's version",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "keel %s %s %s/%s\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return err
+		},
+	}
+}
+
+func newCompletionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:       "completion bash|zsh|fish",
+		Short:     "Print a shell completion script",
+		ValidArgs: []string{"bash", "zsh", "fish"},
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageError(errors.New("completion: want one shell: bash, zsh or fish"))
+			}
+			return usageError(cobra.OnlyValidArgs(cmd, args))
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.OutOrStdout()
+			root := cmd.Root()
+			switch args[0] {
+			case "bash":
+				return root.GenBashCompletionV2(out, true)
+			case "zsh":
+				return root.GenZshCompletion(out)
+			default:
+				return root.GenFishCompletion(out, true)
+			}
+		},
+	}
+}
+
+// noArgs is cobra.NoArgs reporting bad usage.
+func noArgs(cmd *cobra.Command, args []string) error {
+	return usageError(cobra.NoArgs(cmd, args))
+}

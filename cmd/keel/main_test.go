@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/keelos/keel/internal/spec"
+)
+
+// keel runs one command line in-process and returns its exit code and
+// output.
+func keel(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func writeFile(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const badSpec = `[kernel]
+image = "./kernel"
+
+[[service]]
+name = "sshd"
+image = "./pkg/sshd"
+capabilites = ["CAP_NET_BIND_SERVICE"]
+
+[[service]]
+name = "ntpd"
+image = "./pkg/ntpd"
+capabilities = ["CAP_SYS_TMIE"]
+
+[[service]]
+name = "sshd"
+image = "./pkg/sshd"
+`
+
+func TestBuildBadSpecExitsTwoWithEveryError(t *testing.T) {
+	f := writeFile(t, t.TempDir(), "bad.toml", badSpec)
+	for _, args := range [][]string{{"build", f}, {"build", "--dry-run", f}} {
+		code, stdout, stderr := keel(t, append([]string{"--cache", t.TempDir()}, args...)...)
+		if code != 2 {
+			t.Errorf("%v: exit %d, want 2; stderr:\n%s", args, code, stderr)
+		}
+		if stdout != "" {
+			t.Errorf("%v: stdout %q", args, stdout)
+		}
+		want := []string{
+			f + `:7:1: service[sshd].capabilites: unknown key; did you mean "capabilities"?`,
+			f + `:12:17: service[ntpd].capabilities: unknown capability "CAP_SYS_TMIE"; did you mean "CAP_SYS_TIME"?`,
+			f + `:15:8: service[sshd].name: duplicate name "sshd" (first at line 5)`,
+		}
+		if got := strings.TrimSpace(stderr); got != strings.Join(want, "\n") {
+			t.Errorf("%v: stderr:\n%s\nwant:\n%s", args, got, strings.Join(want, "\n"))
+		}
+	}
+}
+
+func TestBuildDryRunPrintsMergedSpec(t *testing.T) {
+	dir := t.TempDir()
+	a := writeFile(t, dir, "a.toml", `name = "host"
+arch = ["amd64"]
+
+[kernel]
+image = "./kernel/debian-cloud"
+
+[[service]]
+name = "sshd"
+image = "./pkg/sshd"
+`)
+	b := writeFile(t, dir, "b.toml", `[kernel]
+cmdline = "quiet"
+
+[[service]]
+name = "ntpd"
+image = "./pkg/ntpd"
+restart = "always"
+
+[output]
+formats = ["iso-efi"]
+`)
+	code, stdout, stderr := keel(t, "build", "--dry-run", a, b)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	want := `name = "host"
+arch = ["amd64"]
+
+[kernel]
+image = "./kernel/debian-cloud"
+cmdline = "quiet"
+
+[[service]]
+name = "sshd"
+image = "./pkg/sshd"
+
+[[service]]
+name = "ntpd"
+image = "./pkg/ntpd"
+restart = "always"
+
+[output]
+formats = ["iso-efi"]
+root = "initrd"
+`
+	if stdout != want {
+		t.Fatalf("stdout:\n%s\nwant:\n%s", stdout, want)
+	}
+	// The printed spec is itself a valid spec.
+	if _, err := spec.Parse(filepath.Join(dir, "out.toml"), []byte(stdout)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBuildDryRunAppliesFlags(t *testing.T) {
+	dir := t.TempDir()
+	f := writeFile(t, dir, "build.toml", "[kernel]\nimage = \"./k\"\n")
+	code, stdout, stderr := keel(t, "build", "--dry-run", "--arch", "arm64,amd64", "--format", "raw-efi", "--format", "iso,vmdk",
+		"--name", "edge", "--size", "2GiB", f)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, line := range []string{`name = "edge"`, `arch = ["arm64", "amd64"]`, `formats = ["raw-efi", "iso", "vmdk"]`, `size = "2GiB"`} {
+		if !strings.Contains(stdout, line+"\n") {
+			t.Errorf("missing %s in:\n%s", line, stdout)
+		}
+	}
+}
+
+func TestBuildDefaultsToBuildToml(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "build.toml", "name = \"dflt\"\n[kernel]\nimage = \"./k\"\n")
+	t.Chdir(dir)
+	code, stdout, stderr := keel(t, "build", "--dry-run")
+	if code != 0 || !strings.HasPrefix(stdout, "name = \"dflt\"\n") {
+		t.Fatalf("exit %d: %s%s", code, stdout, stderr)
+	}
+}
+
+func TestBadUsageExitsTwo(t *testing.T) {
+	f := writeFile(t, t.TempDir(), "build.toml", "[kernel]\nimage = \"./k\"\n")
+	for _, args := range [][]string{
+		{"frobnicate"},
+		{"build", "--no-such-flag"},
+		{"build", "--dry-run", "--format", "qcow3", f},
+		{"build", "--dry-run", "--arch", "riscv64", f},
+		{"build", "--dry-run", "--name", "Bad Name", f},
+		{"build", "--dry-run", "--size", "huge", f},
+		{"version", "extra"},
+		{"completion", "tcsh"},
+		{},
+	} {
+		if code, _, stderr := keel(t, args...); code != 2 {
+			t.Errorf("%q: exit %d, want 2; stderr: %s", args, code, stderr)
+		}
+	}
+}
+
+func TestVersionAndCompletion(t *testing.T) {
+	code, stdout, _ := keel(t, "version")
+	if code != 0 || !strings.HasPrefix(stdout, "keel ") {
+		t.Fatalf("version: %d %q", code, stdout)
+	}
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		code, stdout, stderr := keel(t, "completion", sh)
+		if code != 0 || !strings.Contains(stdout, "keel") {
+			t.Errorf("completion %s: exit %d, %d bytes, %s", sh, code, len(stdout), stderr)
+		}
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	for err, want := range map[error]int{
+		nil:                           0,
+		errors.New("qemu died"):       1,
+		usageError(errors.New("bad")): 2,
+		fmt.Errorf("wrapped: %w", usageError(errors.New("bad"))):   2,
+		fmt.Errorf("load: %w", spec.Errors{{File: "a", Msg: "x"}}): 2,
+	} {
+		if got := exitCode(err); got != want {
+			t.Errorf("exitCode(%v) = %d, want %d", err, got, want)
+		}
+	}
+}
+
+func TestVerbosityLevels(t *testing.T) {
+	for v, want := range map[int]string{0: "WARN", 1: "INFO", 2: "DEBUG"} {
+		var buf bytes.Buffer
+		logOutput = &buf
+		global.Verbose = v
+		l := logger()
+		l.Debug("d")
+		l.Info("i")
+		l.Warn("w")
+		first, _, _ := strings.Cut(buf.String(), "\n")
+		if !strings.Contains(first, "level="+want) {
+			t.Errorf("-v×%d: first line %q, want level %s", v, first, want)
+		}
+	}
+	global.Verbose = 0
+	logOutput = os.Stderr
+}

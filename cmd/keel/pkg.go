@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/spf13/cobra"
+
+	"github.com/keelos/keel/internal/build"
+	"github.com/keelos/keel/internal/cache"
+	"github.com/keelos/keel/internal/debian"
+	"github.com/keelos/keel/internal/pkgbuild"
+)
+
+func newPkgCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "pkg",
+		Short: "Build or push packages (directories with a package.toml)",
+		Args:  usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_ = cmd.Help()
+			return usageError(errors.New("keel pkg: want a subcommand: build or push"))
+		},
+	}
+	cmd.AddCommand(newPkgBuildCmd(), newPkgPushCmd())
+	return cmd
+}
+
+// usageArgs makes a positional-argument check's failure a usage error
+// (exit code 2).
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		return usageError(check(cmd, args))
+	}
+}
+
+func newPkgBuildCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "build DIR...",
+		Short: "Build package images into the cache, for each --arch (default: the host's)",
+		Long: `Build each package directory for each architecture and print, per image,
+its reference (NAME:INPUTHASH), manifest digest, size and whether the
+cache already held it.`,
+		Example: `  keel pkg build ./pkg/sshd
+  keel pkg build --arch amd64,arm64 ./pkg/*`,
+		Args: usageArgs(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, dirs []string) error {
+			archs := global.Arch
+			if len(archs) == 0 {
+				archs = []string{runtime.GOARCH}
+			}
+			b, err := newPackageBuilder(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			for _, dir := range dirs {
+				for _, arch := range archs {
+					if err := buildOne(cmd.Context(), b, dir, arch, cmd.OutOrStdout()); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
+	}
+}
+
+// newPackageBuilder opens the cache and the host's Debian mirror (when it
+// has one: packages without [debian] need none).
+func newPackageBuilder(progress io.Writer) (*pkgbuild.Builder, error) {
+	c, err := cache.Open(global.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	b := &pkgbuild.Builder{Cache: c, Epoch: build.SourceDateEpoch()}
+	if mirror, err := debian.MirrorFromHost(); err == nil {
+		b.Debian = debian.NewClient(mirror, c)
+	} else {
+		logger().Debug("no Debian mirror", "err", err)
+	}
+	if global.Verbose > 0 {
+		b.Progress = func(msg string) { fmt.Fprintln(progress, msg) }
+	}
+	return b, nil
+}
+
+func buildOne(ctx context.Context, b *pkgbuild.Builder, dir, arch string, out io.Writer) error {
+	start := time.Now()
+	res, err := b.BuildResult(ctx, dir, arch)
+	if err != nil {
+		return err
+	}
+	dig, err := res.Image.Digest()
+	if err != nil {
+		return err
+	}
+	size, err := imageSize(res.Image)
+	if err != nil {
+		return err
+	}
+	how := "built"
+	if res.CacheHit {
+		how = "cached"
+	}
+	fmt.Fprintf(out, "%s\t%s\t%s\t%s\t%s in %.1fs\n", filepath.Clean(dir), arch, dig, humanSize(size), how, time.Since(start).Seconds())
+	return nil
+}
+
+// imageSize is the stored size: manifest, config and compressed layers.
+func imageSize(img v1.Image) (int64, error) {
+	m, err := img.Manifest()
+	if err != nil {
+		return 0, err
+	}
+	raw, err := img.RawManifest()
+	if err != nil {
+		return 0, err
+	}
+	size := int64(len(raw)) + m.Config.Size
+	for _, l := range m.Layers {
+		size += l.Size
+	}
+	return size, nil
+}
+
+func humanSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func newPkgPushCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "push DIR... REGISTRY/REPO",
+		Short: "Build packages for each --arch (default: all) and push each as a multi-platform index",
+		Long: `Push builds each package for every architecture and pushes one image index
+per package to REGISTRY/REPO/NAME:TAG, where TAG is the hash of the
+package's inputs (or the tag given in the destination, REGISTRY/REPO:TAG).
+Credentials come from the docker config and its credential helpers.`,
+		Example: `  keel pkg push ./pkg/sshd ./pkg/getty registry.example.com/keel`,
+		Args:    usageArgs(cobra.MinimumNArgs(2)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dirs, dest := args[:len(args)-1], args[len(args)-1]
+			repo, tag, err := splitDest(dest)
+			if err != nil {
+				return usageError(err)
+			}
+			archs := global.Arch
+			if len(archs) == 0 {
+				archs = []string{"amd64", "arm64"}
+			}
+			b, err := newPackageBuilder(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			for _, dir := range dirs {
+				ref, err := pushOne(cmd.Context(), b, dir, archs, repo, tag)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), ref)
+			}
+			return nil
+		},
+	}
+}
+
+// splitDest splits REGISTRY/REPO[:TAG].
+func splitDest(dest string) (repo, tag string, err error) {
+	if t, err := name.NewTag(dest, name.StrictValidation); err == nil {
+		return t.Context().Name(), t.TagStr(), nil
+	}
+	r, err := name.NewRepository(dest)
+	if err != nil {
+		return "", "", fmt.Errorf("destination %q: want REGISTRY/REPO: %w", dest, err)
+	}
+	return r.Name(), "", nil
+}
+
+// pushOne builds dir for archs and pushes the index; it returns the pushed
+// reference with its digest.
+func pushOne(ctx context.Context, b *pkgbuild.Builder, dir string, archs []string, repo, tag string) (string, error) {
+	var idx v1.ImageIndex = mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	h := sha256.New()
+	pkgName := ""
+	for _, arch := range slices.Sorted(slices.Values(archs)) {
+		res, err := b.BuildResult(ctx, dir, arch)
+		if err != nil {
+			return "", err
+		}
+		pkgName = res.Key[:strings.IndexByte(res.Key, ':')]
+		fmt.Fprintf(h, "%s=%s\n", arch, res.Key)
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
+			Add:        res.Image,
+			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}},
+		})
+	}
+	if tag == "" {
+		tag = hex.EncodeToString(h.Sum(nil))
+	}
+	ref, err := name.NewTag(repo + "/" + pkgName + ":" + tag)
+	if err != nil {
+		return "", fmt.Errorf("push %s: %w", dir, err)
+	}
+	if err := remote.WriteIndex(ref, idx, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)); err != nil {
+		return "", fmt.Errorf("push %s: %w", ref, err)
+	}
+	dig, err := idx.Digest()
+	if err != nil {
+		return "", err
+	}
+	return ref.String() + "@" + dig.String(), nil
+}

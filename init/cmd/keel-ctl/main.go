@@ -1,0 +1,74 @@
+// Command keel-ctl talks to keel's init over its control socket.
+package main
+
+import (
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/keelos/keel/init/internal/control"
+)
+
+const usage = `usage: keel-ctl COMMAND
+  ps                 list services: name, state, pid, restarts, uptime
+  logs NAME [-f]     print a service's recent output (-f: keep following)
+  start NAME | stop NAME | restart NAME
+  poweroff | reboot`
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "keel-ctl:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
+	sock := control.SocketPath
+	if s := os.Getenv("KEEL_CTL_SOCKET"); s != "" {
+		sock = s
+	}
+	req := control.Request{Cmd: args[0]}
+	switch args[0] {
+	case "ps":
+		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tSTATE\tPID\tRESTARTS\tUPTIME")
+		err := control.Call(sock, req, func(r control.Response) error {
+			for _, s := range r.Services {
+				pid := "-"
+				if s.Pid > 0 {
+					pid = fmt.Sprint(s.Pid)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%v\n", s.Name, s.State, pid, s.Restarts, s.Uptime.Round(time.Second))
+			}
+			return nil
+		})
+		tw.Flush()
+		return err
+	case "logs":
+		if len(args) < 2 || len(args) > 3 || (len(args) == 3 && args[2] != "-f") {
+			return fmt.Errorf("usage: keel-ctl logs NAME [-f]")
+		}
+		req.Name, req.Follow = args[1], len(args) == 3
+		return control.Call(sock, req, func(r control.Response) error {
+			_, err := os.Stdout.WriteString(r.Data)
+			return err
+		})
+	case "start", "stop", "restart":
+		if len(args) != 2 {
+			return fmt.Errorf("usage: keel-ctl %s NAME", args[0])
+		}
+		req.Name = args[1]
+	case "poweroff", "reboot":
+		if len(args) != 1 {
+			return fmt.Errorf("usage: keel-ctl %s", args[0])
+		}
+	default:
+		return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+	}
+	return control.Call(sock, req, func(control.Response) error { return nil })
+}

@@ -1,0 +1,247 @@
+package container
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sys/unix"
+
+	"github.com/keelos/keel/init/internal/reaper"
+	"github.com/keelos/keel/internal/runtimeconfig"
+	"github.com/keelos/keel/internal/spec"
+)
+
+var probe string // the static probe binary
+
+func TestMain(m *testing.M) {
+	ChildMain()
+	dir, err := os.MkdirTemp("", "keel-probe")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	probe = filepath.Join(dir, "probe")
+	build := exec.Command("go", "build", "-o", probe, "./testdata/probe")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building probe: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// cgroup2Mount finds the host's cgroup2 mount, or mounts one.
+func cgroup2Mount(t *testing.T) string {
+	t.Helper()
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		for i, x := range fields {
+			if x == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && unix.Access(fields[4], unix.W_OK) == nil {
+				return fields[4]
+			}
+		}
+	}
+	dir := t.TempDir()
+	if err := unix.Mount("cgroup2", dir, "cgroup2", 0, ""); err != nil {
+		t.Fatalf("no writable cgroup2 and cannot mount one: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
+}
+
+type result struct {
+	out    map[string]string
+	status reaper.Status
+	proc   *Process
+	err    error
+}
+
+// runProbe writes a bundle running the probe with cfg and returns what
+// the probe reported.
+func runProbe(t *testing.T, name string, cfg spec.Config) result {
+	t.Helper()
+	bundle := t.TempDir()
+	rootfs := filepath.Join(bundle, "rootfs")
+	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp", "etc"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "bin", "probe"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Command == nil {
+		cfg.Command = []string{"probe"}
+	}
+	s, err := runtimeconfig.Generate(name, runtimeconfig.KindService, cfg, v1.Config{Env: []string{"PATH=/bin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mount := cgroup2Mount(t)
+	s.Linux.CgroupsPath = fmt.Sprintf("/keel-test-%d/%s", os.Getpid(), name)
+	t.Cleanup(func() {
+		RemoveCgroup(filepath.Join(mount, s.Linux.CgroupsPath))
+		RemoveCgroup(filepath.Join(mount, filepath.Dir(s.Linux.CgroupsPath)))
+	})
+	js, err := runtimeconfig.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), js, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Load(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rp := reaper.New(false, nil)
+	var res result
+	_, done, err := rp.Spawn(func() (int, error) {
+		p, err := b.Start(Options{CgroupMount: mount, RunDir: t.TempDir(), Stdout: w, Stderr: w})
+		res.proc = p
+		if p == nil {
+			return 0, err
+		}
+		return p.Pid, err
+	})
+	w.Close()
+	res.err = err
+	outc := make(chan string, 1)
+	go func() { b, _ := io.ReadAll(r); outc <- string(b) }()
+	if done != nil {
+		select {
+		case res.status = <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("container did not exit")
+		}
+	}
+	out := <-outc
+	res.out = map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok {
+			res.out[k] = v
+		}
+	}
+	if res.err == nil && res.status.Code() != 0 {
+		t.Fatalf("probe: %v; output:\n%s", res.status, out)
+	}
+	return res
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestContainerIsolationAsConfigured(t *testing.T) {
+	hostData := t.TempDir()
+	if err := os.WriteFile(filepath.Join(hostData, "hello"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := runProbe(t, "isolated", spec.Config{
+		Hostname:       ptr("probe-host"),
+		Capabilities:   []string{"CAP_NET_ADMIN", "CAP_CHOWN"},
+		Readonly:       ptr(true),
+		UID:            ptr(uint32(0)),
+		Binds:          []string{hostData + ":/bound:ro"},
+		Resources:      &spec.Resources{Memory: "48MiB", Pids: ptr(int64(64))},
+		Env:            []string{"PROBE=yes"},
+		Cwd:            ptr("/tmp"),
+		AdditionalGIDs: []uint32{7},
+	})
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	o := res.out
+	check := func(key, want string) {
+		t.Helper()
+		if o[key] != want {
+			t.Errorf("%s = %q, want %q", key, o[key], want)
+		}
+	}
+	check("pid", "1")
+	check("hostname", "probe-host")
+	// CAP_CHOWN is bit 0, CAP_NET_ADMIN bit 12.
+	check("CapEff", "0000000000001001")
+	check("CapBnd", "0000000000001001")
+	check("CapAmb", "0000000000000000")
+	check("rootwrite", "false")
+	check("bind", "from the host")
+	check("env", "yes")
+	check("cwd", "/tmp")
+	check("groups", "[7]")
+	check("devnull", "true")
+	// The cgroup namespace is rooted at the container's own group.
+	check("cgroup", "0::/")
+	memMax := filepath.Join(res.proc.Cgroup, "memory.max")
+	if b, err := os.ReadFile(memMax); err == nil {
+		if got := strings.TrimSpace(string(b)); got != fmt.Sprint(48<<20) {
+			t.Errorf("memory.max = %s, want %d", got, 48<<20)
+		}
+	} else {
+		// This host binds the memory controller to cgroup v1, so cgroup2
+		// cannot offer it: the runtime must say the limit was not applied.
+		found := false
+		for _, w := range res.proc.Warnings {
+			found = found || strings.Contains(w, "memory.max")
+		}
+		if !found {
+			t.Errorf("no memory.max (%v) and no warning about it: %q", err, res.proc.Warnings)
+		}
+		t.Logf("memory controller unavailable on this host's cgroup2: %q", res.proc.Warnings)
+	}
+}
+
+func TestContainerUIDAndNoCapabilities(t *testing.T) {
+	res := runProbe(t, "user", spec.Config{UID: ptr(uint32(1234)), GID: ptr(uint32(4321)), NoNewPrivileges: ptr(true), Pid: ptr("host")})
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	for k, want := range map[string]string{"uid": "1234", "gid": "4321", "CapEff": "0000000000000000", "CapPrm": "0000000000000000", "NoNewPrivs": "1"} {
+		if res.out[k] != want {
+			t.Errorf("%s = %q, want %q", k, res.out[k], want)
+		}
+	}
+	if res.out["pid"] == "1" {
+		t.Error("pid = host's namespace was asked, but the probe is PID 1")
+	}
+}
+
+func TestContainerWritableRootIsOverlay(t *testing.T) {
+	res := runProbe(t, "writable", spec.Config{Command: []string{"/bin/probe", "arg1"}})
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if res.out["rootwrite"] != "true" || res.out["arg"] != "arg1" {
+		t.Errorf("rootwrite = %q arg = %q, want true, arg1", res.out["rootwrite"], res.out["arg"])
+	}
+}
+
+func TestContainerStartErrorReported(t *testing.T) {
+	res := runProbe(t, "missing", spec.Config{Command: []string{"/bin/nope"}})
+	if res.err == nil || !strings.Contains(res.err.Error(), "/bin/nope") {
+		t.Errorf("err = %v, want one naming /bin/nope", res.err)
+	}
+}

@@ -1,0 +1,387 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/keelos/keel/internal/fstree"
+	"github.com/keelos/keel/internal/kmod"
+	"github.com/keelos/keel/internal/pkgbuild"
+	"github.com/keelos/keel/internal/runtimeconfig"
+	"github.com/keelos/keel/internal/source"
+	"github.com/keelos/keel/internal/spec"
+)
+
+// ErrNotImplemented marks a feature whose issue has not landed.
+var ErrNotImplemented = errors.New("not implemented yet")
+
+// ConfigLabel is the image label holding a package's default runtime
+// config (JSON of spec.Config).
+const ConfigLabel = "org.keel.config"
+
+// defaultModules are loaded whenever the kernel has them: what any boot
+// under a hypervisor needs, the overlay used by writable containers, and
+// the ACPI power button and evdev init watches for a clean power-off.
+var defaultModules = []string{
+	"virtio_pci", "virtio_mmio", "virtio_net", "virtio_blk", "virtio_console", "virtio_rng", "virtio_scsi",
+	"overlay", "button", "evdev", "af_packet",
+}
+
+type builder struct {
+	spec     *spec.Spec
+	opts     Options
+	store    *fstree.Store
+	resolver *source.Resolver
+	packages *pkgbuild.Builder
+	epoch    time.Time
+	trees    map[string]*fstree.Tree // image digest → its flattened tree
+}
+
+// system is one architecture's assembled image before it is written out.
+type system struct {
+	arch    string
+	root    *fstree.Tree
+	kernel  []byte
+	cmdline string
+}
+
+func (b *builder) logf(format string, args ...any) {
+	b.opts.Log.Info(fmt.Sprintf(format, args...))
+}
+
+func (b *builder) buildArch(ctx context.Context, arch string) ([]Output, error) {
+	sys, err := b.assemble(ctx, arch)
+	if err != nil {
+		return nil, err
+	}
+	return b.writeOutputs(ctx, sys)
+}
+
+// tree returns the flattened file tree of an image, built once per digest.
+func (b *builder) tree(img v1.Image) (*fstree.Tree, error) {
+	d, err := img.Digest()
+	if err != nil {
+		return nil, err
+	}
+	if t, ok := b.trees[d.String()]; ok {
+		return t, nil
+	}
+	t := fstree.New(b.store)
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", d, err)
+	}
+	for _, l := range layers {
+		rc, err := l.Uncompressed()
+		if err != nil {
+			return nil, fmt.Errorf("image %s: %w", d, err)
+		}
+		err = t.ApplyTar(rc, fstree.ApplyOptions{})
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("image %s: %w", d, err)
+		}
+	}
+	b.trees[d.String()] = t
+	return t, nil
+}
+
+func (b *builder) image(ctx context.Context, ref spec.ImageRef, arch, what string) (v1.Image, *fstree.Tree, error) {
+	b.logf("%s: %s: resolving %s", arch, what, ref.Ref)
+	img, err := b.resolver.Image(ctx, ref, arch)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: image %s: %w", what, ref.Ref, err)
+	}
+	t, err := b.tree(img)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: image %s: %w", what, ref.Ref, err)
+	}
+	return img, t, nil
+}
+
+func (b *builder) assemble(ctx context.Context, arch string) (*system, error) {
+	s := b.spec
+	root := fstree.New(b.store)
+	for _, ref := range s.Init {
+		_, t, err := b.image(ctx, ref, arch, "init")
+		if err != nil {
+			return nil, err
+		}
+		if err := root.Merge(t); err != nil {
+			return nil, fmt.Errorf("init image %s: %w", ref.Ref, err)
+		}
+	}
+	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "var/log", "etc/keel", "containers"} {
+		if err := addDir(root, d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+
+	_, ktree, err := b.image(ctx, s.Kernel.Image, arch, "kernel")
+	if err != nil {
+		return nil, err
+	}
+	kernel, version, err := findKernel(ktree)
+	if err != nil {
+		return nil, fmt.Errorf("kernel image %s: %w", s.Kernel.Image.Ref, err)
+	}
+	if err := b.addModules(root, ktree, version); err != nil {
+		return nil, fmt.Errorf("kernel image %s: %w", s.Kernel.Image.Ref, err)
+	}
+
+	kinds := []struct {
+		kind, dir string
+		list      []spec.Container
+		numbered  bool
+	}{
+		{"onboot", "onboot", s.Onboot, true},
+		{"service", "services", s.Services, false},
+		{"onshutdown", "onshutdown", s.Onshutdown, true},
+	}
+	for _, k := range kinds {
+		for i, c := range k.list {
+			dir := path.Join("containers", k.dir, c.Name)
+			if k.numbered {
+				dir = path.Join("containers", k.dir, fmt.Sprintf("%03d-%s", i, c.Name))
+			}
+			if err := b.addContainer(ctx, root, arch, k.kind, dir, c); err != nil {
+				return nil, fmt.Errorf("%s %q: %w", k.kind, c.Name, err)
+			}
+		}
+	}
+
+	for _, f := range s.Files {
+		if err := addFile(root, f); err != nil {
+			return nil, fmt.Errorf("file %s: %w", f.Path, err)
+		}
+	}
+	resolved, err := spec.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	if err := root.AddFile("etc/keel/build.toml", 0o644, 0, 0, bytes.NewReader(resolved)); err != nil {
+		return nil, err
+	}
+	return &system{arch: arch, root: root, kernel: kernel, cmdline: Cmdline(s.Kernel.Cmdline, arch)}, nil
+}
+
+// Cmdline is the kernel command line of an image: the spec's, with the
+// architecture's serial console first when the spec names no console.
+func Cmdline(specCmdline, arch string) string {
+	if strings.Contains(specCmdline, "console=") {
+		return strings.TrimSpace(specCmdline)
+	}
+	console := "console=tty0 console=ttyS0"
+	if arch == "arm64" {
+		console = "console=ttyAMA0"
+	}
+	return strings.TrimSpace(console + " " + specCmdline)
+}
+
+// findKernel finds the kernel in a kernel image: /kernel (LinuxKit's
+// layout) or a Debian /boot/vmlinuz-VERSION.
+func findKernel(t *fstree.Tree) ([]byte, string, error) {
+	var version string
+	var entry *fstree.Entry
+	for _, e := range t.Entries() {
+		if e.Mode.IsRegular() && strings.HasPrefix(e.Path, "boot/vmlinuz-") {
+			entry, version = e, strings.TrimPrefix(e.Path, "boot/vmlinuz-")
+		}
+	}
+	if e, ok := t.Get("kernel"); ok && e.Mode.IsRegular() {
+		entry = e
+	}
+	if entry == nil {
+		return nil, "", fmt.Errorf("no kernel: neither /kernel nor /boot/vmlinuz-* is in the image")
+	}
+	if version == "" {
+		for _, e := range t.Entries() {
+			if dir, rest, ok := strings.Cut(e.Path, "/"); ok && dir == "lib" && strings.HasPrefix(rest, "modules/") {
+				parts := strings.Split(rest, "/")
+				if len(parts) >= 2 {
+					version = parts[1]
+					break
+				}
+			}
+		}
+	}
+	rc, err := t.Open(entry)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, "", err
+	}
+	return data, version, nil
+}
+
+// addModules puts the modules the spec asks for (and the default ones
+// this kernel has), with their dependencies, into the root and writes the
+// load order to /etc/keel/modules.
+func (b *builder) addModules(root, ktree *fstree.Tree, version string) error {
+	prefix := "lib/modules/" + version + "/"
+	set := kmod.Set{Modules: map[string]kmod.Module{}, Builtin: map[string]bool{}}
+	byName := map[string]*fstree.Entry{}
+	for _, e := range ktree.Entries() {
+		if !strings.HasPrefix(e.Path, prefix) || !e.Mode.IsRegular() {
+			continue
+		}
+		rel := strings.TrimPrefix(e.Path, prefix)
+		if rel == "modules.builtin" {
+			data, err := readEntry(ktree, e)
+			if err != nil {
+				return err
+			}
+			set.Builtin = kmod.ParseBuiltin(data)
+			continue
+		}
+		if !kmod.IsModuleFile(rel) {
+			continue
+		}
+		rc, err := ktree.Open(e)
+		if err != nil {
+			return err
+		}
+		m, err := kmod.Parse(rel, rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+		set.Modules[m.Name] = m
+		byName[m.Name] = e
+	}
+	if version == "" || len(set.Modules) == 0 && len(b.spec.Kernel.Modules) > 0 {
+		return fmt.Errorf("no module tree under /lib/modules")
+	}
+	order, err := set.Order(b.spec.Kernel.Modules, defaultModules)
+	if err != nil {
+		return err
+	}
+	var list bytes.Buffer
+	for _, m := range order {
+		e := *byName[m.Name]
+		if err := root.Add(e); err != nil {
+			return err
+		}
+		fmt.Fprintf(&list, "/%s\n", e.Path)
+	}
+	for _, keep := range []string{"modules.builtin", "modules.order"} {
+		if e, ok := ktree.Get(prefix + keep); ok {
+			if err := root.Add(*e); err != nil {
+				return err
+			}
+		}
+	}
+	return root.AddFile("etc/keel/modules", 0o644, 0, 0, &list)
+}
+
+func readEntry(t *fstree.Tree, e *fstree.Entry) ([]byte, error) {
+	rc, err := t.Open(e)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// addContainer places one container: its image's tree as rootfs and an
+// OCI config.json from image config ← package [config] ← spec entry.
+func (b *builder) addContainer(ctx context.Context, root *fstree.Tree, arch, kind, dir string, c spec.Container) error {
+	img, t, err := b.image(ctx, c.Image, arch, kind+" "+c.Name)
+	if err != nil {
+		return err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return fmt.Errorf("image config: %w", err)
+	}
+	var pkgCfg spec.Config
+	if label := cf.Config.Labels[ConfigLabel]; label != "" {
+		if err := json.Unmarshal([]byte(label), &pkgCfg); err != nil {
+			return fmt.Errorf("image label %s: %w", ConfigLabel, err)
+		}
+	}
+	merged := pkgCfg.Override(c.Config)
+	oci, err := runtimeconfig.Generate(c.Name, kind, merged, cf.Config)
+	if err != nil {
+		return err
+	}
+	cfgJSON, err := json.MarshalIndent(oci, "", "\t")
+	if err != nil {
+		return err
+	}
+	if err := root.Graft(dir+"/rootfs", t); err != nil {
+		return err
+	}
+	for _, d := range []string{"proc", "sys", "dev", "tmp", "run", "etc"} {
+		if _, ok := t.Get(d); !ok {
+			if err := addDir(root, dir+"/rootfs/"+d, 0o755); err != nil {
+				return err
+			}
+		}
+	}
+	return root.AddFile(dir+"/config.json", 0o644, 0, 0, bytes.NewReader(append(cfgJSON, '\n')))
+}
+
+func addDir(t *fstree.Tree, p string, mode fs.FileMode) error {
+	if e, ok := t.Get(p); ok && e.Mode.IsDir() {
+		return nil
+	}
+	return t.Add(fstree.Entry{Path: p, Mode: fs.ModeDir | mode})
+}
+
+// addFile places one [[file]] of the spec.
+func addFile(t *fstree.Tree, f spec.File) error {
+	p := strings.TrimPrefix(path.Clean(f.Path), "/")
+	var mode fs.FileMode = 0o644
+	if f.Directory {
+		mode = 0o755
+	}
+	if f.Mode != "" {
+		m, err := spec.ParseMode(f.Mode)
+		if err != nil {
+			return err
+		}
+		mode = m
+	}
+	switch {
+	case f.Directory:
+		return t.Add(fstree.Entry{Path: p, Mode: fs.ModeDir | mode, UID: int(f.UID), GID: int(f.GID)})
+	case f.Symlink != "":
+		return t.Add(fstree.Entry{Path: p, Mode: fs.ModeSymlink | 0o777, UID: int(f.UID), GID: int(f.GID), Linkname: f.Symlink})
+	case f.Contents != nil:
+		return t.AddFile(p, mode, int(f.UID), int(f.GID), strings.NewReader(*f.Contents))
+	case f.Source != "":
+		src, err := os.Open(f.SourcePath())
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		return t.AddFile(p, mode, int(f.UID), int(f.GID), src)
+	}
+	return fmt.Errorf("nothing to place: set contents, source, symlink or directory")
+}
+
+// sortedKeys is used where maps must not leak their order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

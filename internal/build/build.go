@@ -1,0 +1,152 @@
+// Package build is keel's pipeline: a spec becomes images, a root tree and
+// the requested output files.
+package build
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/keelos/keel/internal/cache"
+	"github.com/keelos/keel/internal/debian"
+	"github.com/keelos/keel/internal/fstree"
+	"github.com/keelos/keel/internal/pkgbuild"
+	"github.com/keelos/keel/internal/source"
+	"github.com/keelos/keel/internal/spec"
+)
+
+// Options are the inputs of one `keel build`.
+type Options struct {
+	Specs    []string // spec files, merged in order
+	Formats  []string // overrides [output] formats when set
+	Dir      string   // output directory
+	Name     string   // overrides the spec's name when set
+	Arch     []string // overrides the spec's arch when set
+	Size     string   // overrides [output] size when set
+	DryRun   bool     // print the merged spec to Stdout and stop
+	Locked   bool     // fail if anything would differ from build.lock
+	Pull     bool     // re-resolve registry references
+	CacheDir string   // "" = default (KEEL_CACHE or ~/.cache/keel)
+	Stdout   io.Writer
+	Log      *slog.Logger
+	Progress io.Writer // where progress goes (a terminal gets bars)
+}
+
+// Result lists what a build wrote.
+type Result struct {
+	Outputs []Output
+}
+
+// Output is one written file.
+type Output struct {
+	Arch   string
+	Format string
+	Path   string
+	Size   int64
+}
+
+// Build runs the pipeline.
+func Build(ctx context.Context, opts Options) error {
+	_, err := Run(ctx, opts)
+	return err
+}
+
+// Run runs the pipeline and reports what it wrote.
+func Run(ctx context.Context, opts Options) (*Result, error) {
+	if len(opts.Specs) == 0 {
+		opts.Specs = []string{"build.toml"}
+	}
+	if opts.Stdout == nil {
+		opts.Stdout = io.Discard
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Dir == "" {
+		opts.Dir = "."
+	}
+	s, err := spec.Load(opts.Specs...)
+	if err != nil {
+		return nil, err
+	}
+	if err := ApplyOverrides(s, opts); err != nil {
+		return nil, err
+	}
+	if opts.DryRun {
+		b, err := spec.Marshal(s)
+		if err != nil {
+			return nil, err
+		}
+		_, err = opts.Stdout.Write(b)
+		return &Result{}, err
+	}
+	for _, f := range s.Output.Formats {
+		if !slices.Contains(supportedFormats, f) {
+			return nil, fmt.Errorf("output format %q: not implemented yet (supported: %s)", f, strings.Join(supportedFormats, ", "))
+		}
+	}
+	if s.Output.Root != "" && s.Output.Root != "initrd" {
+		return nil, fmt.Errorf("output root %q: not implemented yet (supported: initrd)", s.Output.Root)
+	}
+
+	cacheDir := opts.CacheDir
+	if cacheDir == "" {
+		cacheDir = cache.DefaultDir()
+	}
+	c, err := cache.Open(cacheDir)
+	if err != nil {
+		return nil, err
+	}
+	store, err := fstree.NewStore(filepath.Join(cacheDir, "files"))
+	if err != nil {
+		return nil, err
+	}
+	epoch := SourceDateEpoch()
+	var deb *debian.Client
+	if mirror, err := debian.MirrorFromHost(); err == nil {
+		deb = debian.NewClient(mirror, c)
+	} else {
+		opts.Log.Debug("no Debian mirror", "err", err)
+	}
+	pb := &pkgbuild.Builder{Cache: c, Debian: deb, Epoch: epoch, Progress: func(msg string) { opts.Log.Info(msg) }}
+	res := &source.Resolver{Cache: c, Packages: pb, Pull: opts.Pull}
+
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("output directory: %w", err)
+	}
+	b := &builder{spec: s, opts: opts, store: store, resolver: res, packages: pb, epoch: epoch, trees: map[string]*fstree.Tree{}}
+	result := &Result{}
+	for _, arch := range s.Arch {
+		outs, err := b.buildArch(ctx, arch)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", arch, err)
+		}
+		result.Outputs = append(result.Outputs, outs...)
+	}
+	return result, nil
+}
+
+// ApplyOverrides applies the command line's overrides to a loaded spec.
+func ApplyOverrides(s *spec.Spec, opts Options) error {
+	if opts.Name != "" {
+		s.Name = opts.Name
+	}
+	if len(opts.Arch) > 0 {
+		s.Arch = slices.Clone(opts.Arch)
+	}
+	if len(opts.Formats) > 0 {
+		s.Output.Formats = slices.Clone(opts.Formats)
+	}
+	if opts.Size != "" {
+		if _, err := spec.ParseSize(opts.Size); err != nil {
+			return fmt.Errorf("--size: %w", err)
+		}
+		s.Output.Size = opts.Size
+	}
+	return nil
+}

@@ -1,0 +1,69 @@
+package build
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/keelos/keel/internal/spec"
+	"github.com/keelos/keel/tools"
+)
+
+// DefaultEpoch is the timestamp of every file keel writes when
+// SOURCE_DATE_EPOCH is not set.
+var DefaultEpoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// SourceDateEpoch returns SOURCE_DATE_EPOCH, or DefaultEpoch.
+func SourceDateEpoch() time.Time {
+	if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return time.Unix(n, 0).UTC()
+		}
+	}
+	return DefaultEpoch
+}
+
+// efiStub returns systemd-boot's EFI stub for arch, from keel's efi-stub
+// tool package (built from Debian's systemd-boot-efi like any package).
+func (b *builder) efiStub(ctx context.Context, arch string) ([]byte, error) {
+	tmp, err := os.MkdirTemp("", "keel-tools-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	dir, err := tools.Materialize("efi-stub", tmp)
+	if err != nil {
+		return nil, err
+	}
+	_, t, err := b.image(ctx, spec.ImageRef{Ref: dir}, arch, "efi-stub")
+	if err != nil {
+		return nil, err
+	}
+	name := "usr/lib/systemd/boot/efi/linuxx64.efi.stub"
+	if arch == "arm64" {
+		name = "usr/lib/systemd/boot/efi/linuxaa64.efi.stub"
+	}
+	e, ok := t.Get(name)
+	if !ok {
+		return nil, fmt.Errorf("efi-stub: /%s is not in the package", name)
+	}
+	return readEntry(t, e)
+}
+
+func gunzip(data []byte) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("decompressing kernel: %w", err)
+	}
+	defer zr.Close()
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, fmt.Errorf("decompressing kernel: %w", err)
+	}
+	return out, nil
+}

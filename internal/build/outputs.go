@@ -1,0 +1,224 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/keelos/keel/internal/spec"
+)
+
+// supportedFormats are the output formats this build of keel writes.
+var supportedFormats = []string{"kernel+initrd", "tar", "uki", "iso-efi", "raw-efi", "qcow2-efi"}
+
+// writeAtomic writes path through a temporary file in the same directory
+// and renames it into place only when write succeeded, so a failed build
+// never leaves a partial file or clobbers the previous output.
+func writeAtomic(path string, write func(f *os.File) error) (int64, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return 0, err
+	}
+	tmp := f.Name()
+	fail := func(err error) (int64, error) {
+		f.Close()
+		os.Remove(tmp)
+		return 0, fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := write(f); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return fail(err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return 0, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+func writeBytes(path string, data []byte) (int64, error) {
+	return writeAtomic(path, func(f *os.File) error {
+		_, err := f.Write(data)
+		return err
+	})
+}
+
+func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, error) {
+	formats := b.spec.Output.Formats
+	base := filepath.Join(b.opts.Dir, b.spec.Name+"-"+sys.arch)
+	var outs []Output
+	record := func(format, path string, size int64) {
+		outs = append(outs, Output{Arch: sys.arch, Format: format, Path: path, Size: size})
+		b.logf("%s: wrote %s (%s)", sys.arch, path, humanSize(size))
+	}
+	has := func(f ...string) bool {
+		for _, x := range f {
+			if slices.Contains(formats, x) {
+				return true
+			}
+		}
+		return false
+	}
+
+	var initrd []byte
+	if has("kernel+initrd", "uki", "iso-efi", "raw-efi", "qcow2-efi") {
+		b.logf("%s: writing initramfs", sys.arch)
+		var buf bytes.Buffer
+		if err := writeInitramfs(&buf, sys.root); err != nil {
+			return nil, fmt.Errorf("initramfs: %w", err)
+		}
+		initrd = buf.Bytes()
+	}
+	if has("kernel+initrd") {
+		for _, f := range []struct {
+			suffix string
+			data   []byte
+		}{{"-kernel", sys.kernel}, {"-initrd.img", initrd}, {"-cmdline", []byte(sys.cmdline + "\n")}} {
+			n, err := writeBytes(base+f.suffix, f.data)
+			if err != nil {
+				return nil, err
+			}
+			record("kernel+initrd", base+f.suffix, n)
+		}
+	}
+	if has("tar") {
+		n, err := writeAtomic(base+".tar", func(f *os.File) error { return sys.root.WriteTar(f, b.epoch) })
+		if err != nil {
+			return nil, err
+		}
+		record("tar", base+".tar", n)
+	}
+	if !has("uki", "iso-efi", "raw-efi", "qcow2-efi") {
+		return outs, nil
+	}
+	stub, err := b.efiStub(ctx, sys.arch)
+	if err != nil {
+		return nil, err
+	}
+	kernel, err := efiKernel(sys.kernel, sys.arch)
+	if err != nil {
+		return nil, err
+	}
+	var uki bytes.Buffer
+	if err := writeUKI(&uki, stub, kernel, initrd, sys.cmdline, b.osRelease()); err != nil {
+		return nil, fmt.Errorf("uki: %w", err)
+	}
+	if has("uki") {
+		n, err := writeBytes(base+".efi", uki.Bytes())
+		if err != nil {
+			return nil, err
+		}
+		record("uki", base+".efi", n)
+	}
+	bootName := efiBootName(sys.arch)
+	if has("iso-efi") {
+		p := base + "-efi.iso"
+		n, err := writeAtomic(p, func(f *os.File) error {
+			return writeEFIISO(f, b.spec.Name, bootName, uki.Bytes(), b.epoch)
+		})
+		if err != nil {
+			return nil, err
+		}
+		record("iso-efi", p, n)
+	}
+	if has("raw-efi", "qcow2-efi") {
+		size, err := b.diskSize()
+		if err != nil {
+			return nil, err
+		}
+		rawPath := base + "-efi.raw"
+		keepRaw := has("raw-efi")
+		if !keepRaw {
+			rawPath = base + "-efi.raw.keel-tmp"
+		}
+		n, err := writeAtomic(rawPath, func(f *os.File) error {
+			return writeEFIDisk(f, bootName, uki.Bytes(), size, b.spec.Name+"-"+sys.arch)
+		})
+		if err != nil {
+			return nil, err
+		}
+		if keepRaw {
+			record("raw-efi", rawPath, n)
+		} else {
+			defer os.Remove(rawPath)
+		}
+		if has("qcow2-efi") {
+			p := base + "-efi.qcow2"
+			src, err := os.Open(rawPath)
+			if err != nil {
+				return nil, err
+			}
+			defer src.Close()
+			n, err := writeAtomic(p, func(f *os.File) error { return writeQcow2(f, src, n) })
+			if err != nil {
+				return nil, err
+			}
+			record("qcow2-efi", p, n)
+		}
+	}
+	return outs, nil
+}
+
+// diskSize is [output] size in bytes, or 0 for "fit".
+func (b *builder) diskSize() (int64, error) {
+	if b.spec.Output.Size == "" {
+		return 0, nil
+	}
+	return spec.ParseSize(b.spec.Output.Size)
+}
+
+func efiBootName(arch string) string {
+	if arch == "arm64" {
+		return "EFI/BOOT/BOOTAA64.EFI"
+	}
+	return "EFI/BOOT/BOOTX64.EFI"
+}
+
+// osRelease is the .osrel section of the UKI.
+func (b *builder) osRelease() string {
+	return fmt.Sprintf("NAME=keel\nID=keel\nPRETTY_NAME=\"keel (%s)\"\nIMAGE_ID=%s\n", b.spec.Name, b.spec.Name)
+}
+
+func humanSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// efiKernel returns the kernel as an EFI executable: x86 bzImages are
+// one already; Debian's arm64 vmlinuz is a gzip-compressed Image, which
+// systemd's stub cannot start, so it is decompressed.
+func efiKernel(kernel []byte, arch string) ([]byte, error) {
+	if arch == "arm64" && len(kernel) > 2 && kernel[0] == 0x1f && kernel[1] == 0x8b {
+		return gunzip(kernel)
+	}
+	return kernel, nil
+}
+
+var _ = io.Discard
+var _ = strings.TrimSpace

@@ -1,0 +1,240 @@
+// Package fat writes FAT filesystem images (FAT16 for small volumes, FAT32
+// from 64 MiB) holding a given set of files, through go-diskfs.
+//
+// Images are reproducible: files go in sorted by path, timestamps come from
+// Options.Epoch, and the volume serial number is derived from the label and
+// the files' names and contents.
+package fat
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem"
+	"github.com/diskfs/go-diskfs/filesystem/fat16"
+	"github.com/diskfs/go-diskfs/filesystem/fat32"
+)
+
+// File is one file to put in the image.
+type File struct {
+	Path string // slash-separated, relative, e.g. "EFI/BOOT/BOOTX64.EFI"
+	Size int64
+	Open func() (io.ReadCloser, error)
+}
+
+// Options describe the volume.
+type Options struct {
+	Label string // up to 11 characters; empty means "NO NAME"
+	// Epoch stamps every directory entry; the zero value means
+	// 1980-01-01, the earliest time FAT can hold.
+	Epoch time.Time
+}
+
+const (
+	sectorSize = 512
+	mib        = 1 << 20
+	// fat32Min is where FAT32 takes over: below it a FAT32 volume with
+	// 512-byte clusters would have fewer than the 65525 clusters the
+	// FAT32 definition requires.
+	fat32Min = 64 * mib
+	fat16Min = 8 * mib
+	// 4 KiB is the largest cluster go-diskfs picks below 8 GiB; sizing with
+	// it over-estimates the slack of smaller clusters.
+	sizingCluster = 4096
+	writeChunk    = 32 * mib
+)
+
+var fatEpoch = time.Date(1980, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Size returns the volume size, a whole number of MiB, that holds files
+// with some headroom (about 5% and at least 1 MiB free).
+func Size(files []File) int64 {
+	var content int64
+	dirs := map[string]bool{}
+	for _, f := range files {
+		content += alignUp(f.Size, sizingCluster)
+		for d := path.Dir(clean(f.Path)); d != "."; d = path.Dir(d) {
+			dirs[d] = true
+		}
+	}
+	// Each directory takes a cluster or more; each name up to 32 bytes per
+	// 13 characters of long name plus its short entry.
+	content += int64(len(dirs)+1) * sizingCluster
+	for _, f := range files {
+		content += int64(len(path.Base(f.Path))/13+2) * 32
+	}
+	// Two FATs of 4-byte entries for 512-byte clusters: under 2% overhead.
+	need := content + content/20 + content/50 + mib + 64*1024
+	need = alignUp(need, mib)
+	if need < fat32Min {
+		return max(need, fat16Min)
+	}
+	return need
+}
+
+func alignUp(v, a int64) int64 { return (v + a - 1) / a * a }
+
+func clean(p string) string { return strings.TrimPrefix(path.Clean("/"+p), "/") }
+
+// epochMu serialises Write: go-diskfs reads timestamps from the
+// SOURCE_DATE_EPOCH environment variable, which is process-wide.
+var epochMu sync.Mutex
+
+// Write creates a FAT volume of size bytes at offset start of f and copies
+// files into it. size is a multiple of 512; FAT16 is used below 64 MiB.
+func Write(f *os.File, start, size int64, files []File, opts Options) error {
+	if size%sectorSize != 0 || start%sectorSize != 0 {
+		return fmt.Errorf("fat: start %d and size %d must be multiples of %d", start, size, sectorSize)
+	}
+	if len(opts.Label) > 11 {
+		return fmt.Errorf("fat: label %q longer than 11 characters", opts.Label)
+	}
+	sorted := slices.Clone(files)
+	for i := range sorted {
+		sorted[i].Path = clean(sorted[i].Path)
+		if sorted[i].Path == "" {
+			return fmt.Errorf("fat: empty file path")
+		}
+	}
+	slices.SortFunc(sorted, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
+
+	epoch := opts.Epoch
+	if epoch.IsZero() || epoch.Before(fatEpoch) {
+		epoch = fatEpoch
+	}
+	epochMu.Lock()
+	defer epochMu.Unlock()
+	old, had := os.LookupEnv("SOURCE_DATE_EPOCH")
+	os.Setenv("SOURCE_DATE_EPOCH", strconv.FormatInt(epoch.Unix(), 10))
+	defer func() {
+		if had {
+			os.Setenv("SOURCE_DATE_EPOCH", old)
+		} else {
+			os.Unsetenv("SOURCE_DATE_EPOCH")
+		}
+	}()
+
+	if end := start + size; end > 0 {
+		if st, err := f.Stat(); err != nil {
+			return fmt.Errorf("fat: %w", err)
+		} else if st.Size() < end {
+			if err := f.Truncate(end); err != nil {
+				return fmt.Errorf("fat: grow image: %w", err)
+			}
+		}
+	}
+	b := file.New(f, false)
+	var (
+		fsys      filesystem.FileSystem
+		err       error
+		serialOff int64
+	)
+	if size < fat32Min {
+		fsys, err = fat16.Create(b, size, start, sectorSize, opts.Label, true)
+		serialOff = 0x27
+	} else {
+		fsys, err = fat32.Create(b, size, start, sectorSize, opts.Label, true)
+		serialOff = 0x43
+	}
+	if err != nil {
+		return fmt.Errorf("fat: create %d-byte volume: %w", size, err)
+	}
+
+	sum := sha256.New()
+	fmt.Fprintf(sum, "label %q\n", opts.Label)
+	made := map[string]bool{}
+	for _, fl := range sorted {
+		if d := path.Dir(fl.Path); d != "." && !made[d] {
+			if err := fsys.Mkdir("/" + d); err != nil {
+				return fmt.Errorf("fat: mkdir %s: %w", d, err)
+			}
+			for ; d != "."; d = path.Dir(d) {
+				made[d] = true
+			}
+		}
+		if err := copyFile(fsys, fl, sum); err != nil {
+			return err
+		}
+	}
+
+	v, err := openVolume(f, start)
+	if err == nil {
+		err = v.repair()
+	}
+	if err != nil {
+		return fmt.Errorf("fat: repair volume: %w", err)
+	}
+
+	// go-diskfs leaves the serial at 0 when reproducible; give each volume
+	// its own, stable one. FAT32 keeps a backup boot sector at sector 6.
+	var serial [4]byte
+	copy(serial[:], sum.Sum(nil))
+	offs := []int64{start + serialOff}
+	if serialOff == 0x43 {
+		offs = append(offs, start+6*sectorSize+serialOff)
+	}
+	for _, o := range offs {
+		if _, err := f.WriteAt(serial[:], o); err != nil {
+			return fmt.Errorf("fat: write volume serial: %w", err)
+		}
+	}
+	return nil
+}
+
+// Serial reads the volume serial number of the FAT volume at start of r.
+func Serial(r io.ReaderAt, start int64) (uint32, error) {
+	var bs [sectorSize]byte
+	if _, err := r.ReadAt(bs[:], start); err != nil {
+		return 0, fmt.Errorf("fat: read boot sector: %w", err)
+	}
+	off := 0x27
+	if binary.LittleEndian.Uint16(bs[0x16:]) == 0 { // FAT32: no 16-bit sectors-per-FAT
+		off = 0x43
+	}
+	return binary.LittleEndian.Uint32(bs[off:]), nil
+}
+
+func copyFile(fsys filesystem.FileSystem, fl File, sum hash.Hash) error {
+	fmt.Fprintf(sum, "file %q %d\n", fl.Path, fl.Size)
+	rc, err := fl.Open()
+	if err != nil {
+		return fmt.Errorf("fat: open %s: %w", fl.Path, err)
+	}
+	defer rc.Close()
+	out, err := fsys.OpenFile("/"+fl.Path, os.O_CREATE|os.O_RDWR|os.O_TRUNC)
+	if err != nil {
+		return fmt.Errorf("fat: create %s: %w", fl.Path, err)
+	}
+	// go-diskfs rewrites both FATs on every Write that allocates, so write
+	// in as few, large pieces as possible.
+	buf := make([]byte, min(fl.Size, writeChunk))
+	in := io.TeeReader(io.LimitReader(rc, fl.Size), sum)
+	for left := fl.Size; left > 0; {
+		n, err := io.ReadFull(in, buf[:min(left, writeChunk)])
+		if err != nil {
+			return fmt.Errorf("fat: %s: read after %d of %d bytes: %w", fl.Path, fl.Size-left, fl.Size, err)
+		}
+		if _, err := out.Write(buf[:n]); err != nil {
+			return fmt.Errorf("fat: write %s: %w", fl.Path, err)
+		}
+		left -= int64(n)
+	}
+	if extra, _ := rc.Read(make([]byte, 1)); extra > 0 {
+		return fmt.Errorf("fat: %s: longer than its %d bytes", fl.Path, fl.Size)
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("fat: close %s: %w", fl.Path, err)
+	}
+	return nil
+}

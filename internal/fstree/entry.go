@@ -1,0 +1,17 @@
+package fstree
+
+import "io/fs"
+
+// Entry is one node of a Tree: metadata only; a regular file's content
+// lives in the tree's Store under Digest.
+type Entry struct {
+	Path     string      // clean, relative, no leading "/"; the root itself is implicit
+	Mode     fs.FileMode // type bits, permissions, setuid/setgid/sticky
+	UID, GID int
+	Size     int64  // regular files
+	Digest   string // regular files: "sha256:<hex>" of the content
+	Linkname string // symlinks: the target as written
+	Devmajor uint32 // device nodes
+	Devminor uint32
+	Xattrs   map[string]string // e.g. security.capability
+}

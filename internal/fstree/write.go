@@ -1,0 +1,99 @@
+package fstree
+
+import (
+	"archive/tar"
+	"fmt"
+	"io"
+	"io/fs"
+	"time"
+)
+
+// WriteTar writes the tree as a tar stream that depends only on the
+// tree's content: entries in Entries order, every mtime set to mtime
+// (whole seconds), no user or group names, xattrs as PAX records. Every
+// regular file is written in full, never as a hard link.
+func (t *Tree) WriteTar(w io.Writer, mtime time.Time) error {
+	tw := tar.NewWriter(w)
+	mtime = mtime.UTC().Truncate(time.Second)
+	for _, e := range t.Entries() {
+		hdr := &tar.Header{
+			Name:    e.Path,
+			Mode:    tarMode(e.Mode),
+			Uid:     e.UID,
+			Gid:     e.GID,
+			ModTime: mtime,
+		}
+		switch {
+		case e.Mode.IsRegular():
+			hdr.Typeflag = tar.TypeReg
+			hdr.Size = e.Size
+		case e.Mode.IsDir():
+			hdr.Typeflag = tar.TypeDir
+			hdr.Name += "/"
+		case e.Mode&fs.ModeSymlink != 0:
+			hdr.Typeflag = tar.TypeSymlink
+			hdr.Linkname = e.Linkname
+		case e.Mode&fs.ModeCharDevice != 0:
+			hdr.Typeflag = tar.TypeChar
+		case e.Mode&fs.ModeDevice != 0:
+			hdr.Typeflag = tar.TypeBlock
+		case e.Mode&fs.ModeNamedPipe != 0:
+			hdr.Typeflag = tar.TypeFifo
+		default:
+			return fmt.Errorf("write tar: %s: unsupported file type %v", e.Path, e.Mode.Type())
+		}
+		if hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock {
+			hdr.Devmajor, hdr.Devminor = int64(e.Devmajor), int64(e.Devminor)
+		}
+		if len(e.Xattrs) > 0 {
+			// archive/tar sorts PAX records, so map order does not leak.
+			hdr.PAXRecords = make(map[string]string, len(e.Xattrs))
+			for k, v := range e.Xattrs {
+				hdr.PAXRecords[xattrPrefix+k] = v
+			}
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return fmt.Errorf("write tar: %s: %w", e.Path, err)
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			if err := t.copyContent(tw, e); err != nil {
+				return fmt.Errorf("write tar: %s: %w", e.Path, err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("write tar: %w", err)
+	}
+	return nil
+}
+
+func (t *Tree) copyContent(w io.Writer, e *Entry) error {
+	rc, err := t.Open(e)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	n, err := io.Copy(w, rc)
+	if err != nil {
+		return err
+	}
+	if n != e.Size {
+		return fmt.Errorf("content %s holds %d bytes, the entry says %d", e.Digest, n, e.Size)
+	}
+	return nil
+}
+
+// tarMode turns permission and special bits into the tar header's mode.
+func tarMode(m fs.FileMode) int64 {
+	mode := int64(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		mode |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		mode |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		mode |= 0o1000
+	}
+	return mode
+}

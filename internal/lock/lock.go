@@ -1,0 +1,191 @@
+// Package lock reads and writes build.lock: the resolved digest of every
+// image and the SHA-256 of every .deb a build used, so a later build can
+// reproduce the same bytes (or, with --locked, refuse to differ).
+package lock
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// FileName is the lock file's name, written next to the first spec.
+const FileName = "build.lock"
+
+// File is the content of a build.lock.
+type File struct {
+	Images []Image `toml:"image,omitempty"`
+	Debs   []Deb   `toml:"deb,omitempty"`
+}
+
+// Image is one image reference resolved for one architecture.
+type Image struct {
+	Ref    string `toml:"ref"`
+	Arch   string `toml:"arch"`
+	Digest string `toml:"digest"` // "sha256:<hex>" of the platform image manifest
+}
+
+// Deb is one Debian package a build unpacked.
+type Deb struct {
+	Name    string `toml:"name"`
+	Version string `toml:"version"`
+	Arch    string `toml:"arch"`
+	SHA256  string `toml:"sha256"` // hex
+}
+
+// Sort orders the entries and drops exact duplicates, so equal content
+// always serialises to equal bytes.
+func (f *File) Sort() {
+	slices.SortFunc(f.Images, func(a, b Image) int {
+		return cmp.Or(cmp.Compare(a.Ref, b.Ref), cmp.Compare(a.Arch, b.Arch), cmp.Compare(a.Digest, b.Digest))
+	})
+	f.Images = slices.Compact(f.Images)
+	slices.SortFunc(f.Debs, func(a, b Deb) int {
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Arch, b.Arch),
+			cmp.Compare(a.Version, b.Version), cmp.Compare(a.SHA256, b.SHA256))
+	})
+	f.Debs = slices.Compact(f.Debs)
+}
+
+// Marshal returns the lock file's bytes: sorted, deterministic.
+func (f File) Marshal() ([]byte, error) {
+	f.Images = slices.Clone(f.Images)
+	f.Debs = slices.Clone(f.Debs)
+	f.Sort()
+	var buf bytes.Buffer
+	buf.WriteString("# build.lock: written by `keel lock`; `keel build --locked` refuses to differ.\n\n")
+	enc := toml.NewEncoder(&buf)
+	if err := enc.Encode(f); err != nil {
+		return nil, fmt.Errorf("encoding lock file: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Write writes f to path atomically (via a temporary file and rename).
+func Write(path string, f File) error {
+	data, err := f.Marshal()
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// ErrNoLock is returned by Read when the lock file does not exist.
+var ErrNoLock = errors.New("no lock file")
+
+// Read parses the lock file at path, rejecting unknown keys.
+func Read(path string) (File, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return File{}, fmt.Errorf("%s: %w", path, ErrNoLock)
+	}
+	if err != nil {
+		return File{}, fmt.Errorf("reading lock file: %w", err)
+	}
+	var f File
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		var sm *toml.StrictMissingError
+		if errors.As(err, &sm) && len(sm.Errors) > 0 {
+			de := sm.Errors[0]
+			row, col := de.Position()
+			return File{}, fmt.Errorf("%s:%d:%d: unknown key %s", path, row, col, strings.Join(de.Key(), "."))
+		}
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, col := de.Position()
+			return File{}, fmt.Errorf("%s:%d:%d: %s", path, row, col, de.Error())
+		}
+		return File{}, fmt.Errorf("%s: %w", path, err)
+	}
+	f.Sort()
+	return f, nil
+}
+
+// Image returns the locked digest of ref for arch.
+func (f File) Image(ref, arch string) (string, bool) {
+	for _, im := range f.Images {
+		if im.Ref == ref && im.Arch == arch {
+			return im.Digest, true
+		}
+	}
+	return "", false
+}
+
+// Diff lists, one line each, what differs between the locked state and
+// what a build resolved: changed digests or versions, entries the build
+// no longer uses and entries missing from the lock. No lines means equal.
+func Diff(locked, resolved File) []string {
+	var out []string
+	type imgKey struct{ ref, arch string }
+	lockedImgs := map[imgKey]string{}
+	for _, im := range locked.Images {
+		lockedImgs[imgKey{im.Ref, im.Arch}] = im.Digest
+	}
+	seen := map[imgKey]bool{}
+	res := slices.Clone(resolved.Images)
+	slices.SortFunc(res, func(a, b Image) int { return cmp.Or(cmp.Compare(a.Ref, b.Ref), cmp.Compare(a.Arch, b.Arch)) })
+	for _, im := range res {
+		k := imgKey{im.Ref, im.Arch}
+		seen[k] = true
+		d, ok := lockedImgs[k]
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("image %s (%s): not in the lock file (resolved %s)", im.Ref, im.Arch, im.Digest))
+		case d != im.Digest:
+			out = append(out, fmt.Sprintf("image %s (%s): locked %s, resolved %s", im.Ref, im.Arch, d, im.Digest))
+		}
+	}
+	lk := slices.Clone(locked.Images)
+	slices.SortFunc(lk, func(a, b Image) int { return cmp.Or(cmp.Compare(a.Ref, b.Ref), cmp.Compare(a.Arch, b.Arch)) })
+	for _, im := range lk {
+		if !seen[imgKey{im.Ref, im.Arch}] {
+			out = append(out, fmt.Sprintf("image %s (%s): locked but no longer used", im.Ref, im.Arch))
+		}
+	}
+
+	type debKey struct{ name, arch string }
+	lockedDebs := map[debKey]Deb{}
+	for _, d := range locked.Debs {
+		lockedDebs[debKey{d.Name, d.Arch}] = d
+	}
+	seenDebs := map[debKey]bool{}
+	rd := slices.Clone(resolved.Debs)
+	slices.SortFunc(rd, func(a, b Deb) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Arch, b.Arch)) })
+	for _, d := range rd {
+		k := debKey{d.Name, d.Arch}
+		seenDebs[k] = true
+		l, ok := lockedDebs[k]
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("deb %s (%s): not in the lock file (resolved %s, sha256 %s)", d.Name, d.Arch, d.Version, d.SHA256))
+		case l.Version != d.Version:
+			out = append(out, fmt.Sprintf("deb %s (%s): locked version %s, resolved %s", d.Name, d.Arch, l.Version, d.Version))
+		case l.SHA256 != d.SHA256:
+			out = append(out, fmt.Sprintf("deb %s (%s) %s: locked sha256 %s, resolved %s", d.Name, d.Arch, d.Version, l.SHA256, d.SHA256))
+		}
+	}
+	ld := slices.Clone(locked.Debs)
+	slices.SortFunc(ld, func(a, b Deb) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Arch, b.Arch)) })
+	for _, d := range ld {
+		if !seenDebs[debKey{d.Name, d.Arch}] {
+			out = append(out, fmt.Sprintf("deb %s (%s): locked but no longer used", d.Name, d.Arch))
+		}
+	}
+	return out
+}

@@ -1,0 +1,189 @@
+package qemu
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+)
+
+// Firmware files of Debian's ovmf and qemu-efi-aarch64 packages.
+var firmware = map[string]struct{ code, vars string }{
+	"amd64": {"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"},
+	"arm64": {"/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"},
+}
+
+// plan is everything Start decided before building the command line.
+type plan struct {
+	img      Image
+	opts     Options
+	accel    string // "kvm" or "tcg"
+	dir      string // private temp dir: QMP socket, EFI vars copy, ESP
+	vars     string // EFI variable store copy; "" without firmware
+	esp      string // directory served as a FAT drive for a UKI
+	metadata string // config drive image; "" without
+	disks    []Disk // extra disks, formats resolved
+}
+
+func (p *plan) uefi() bool {
+	if p.opts.UEFI != nil {
+		return *p.opts.UEFI
+	}
+	return p.img.UEFI
+}
+
+// args is the QEMU command line, program first.
+func (p *plan) args() ([]string, error) {
+	arch := p.img.Arch
+	var a []string
+	add := func(s ...string) { a = append(a, s...) }
+	switch arch {
+	case "amd64":
+		add("qemu-system-x86_64", "-M", "q35")
+		if p.accel == "kvm" {
+			add("-accel", "kvm", "-cpu", "host")
+		} else {
+			// qemu64 boots the Debian cloud kernel as fast as max under TCG
+			// here and avoids emulating features (AVX-512, LA57…) guests
+			// then spend time probing.
+			add("-accel", "tcg", "-cpu", "qemu64")
+		}
+	case "arm64":
+		if p.accel == "kvm" {
+			add("qemu-system-aarch64", "-M", "virt,gic-version=host", "-accel", "kvm", "-cpu", "host")
+		} else {
+			// cortex-a57: -cpu max is about 3× slower under TCG (pointer
+			// authentication emulation).
+			add("qemu-system-aarch64", "-M", "virt", "-accel", "tcg", "-cpu", "cortex-a57")
+		}
+	default:
+		return nil, fmt.Errorf("architecture %q: want amd64 or arm64", arch)
+	}
+	mem := p.opts.Mem
+	if mem <= 0 {
+		mem = 1024
+	}
+	cpus := p.opts.CPUs
+	if cpus <= 0 {
+		cpus = 1
+	}
+	add("-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus))
+	// Only what is asked for: no VGA, no default NIC or drives, the serial
+	// console on QEMU's stdin/stdout pipes (signal=off: a Ctrl-C byte is
+	// the guest's, not QEMU's).
+	add("-nodefaults", "-display", "none", "-no-reboot",
+		"-chardev", "stdio,id=con0,signal=off", "-serial", "chardev:con0",
+		"-qmp", "unix:"+filepath.Join(p.dir, "qmp.sock")+",server=on,wait=off")
+
+	if p.uefi() && p.img.Format != FormatKernel {
+		fw := firmware[arch]
+		add("-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+driveFile(fw.code),
+			"-drive", "if=pflash,format=raw,unit=1,file="+driveFile(p.vars))
+	} else if arch == "arm64" && p.img.Format != FormatKernel {
+		return nil, fmt.Errorf("%s: arm64 boots only through EFI firmware (no BIOS)", p.img.Path)
+	}
+
+	console := "ttyS0"
+	if arch == "arm64" {
+		console = "ttyAMA0"
+	}
+	switch p.img.Format {
+	case FormatKernel:
+		add("-kernel", p.img.Path)
+		if p.img.Initrd != "" {
+			add("-initrd", p.img.Initrd)
+		}
+		cmdline := strings.Join(strings.Fields(strings.Join([]string{
+			p.img.Cmdline, "console=" + console, "panic=-1", p.opts.Cmdline}, " ")), " ")
+		add("-append", cmdline)
+	case FormatUKI:
+		// A read-only virtual FAT drive holding the UKI at the removable
+		// media path: the firmware finds and starts it with no boot entry.
+		add("-drive", "if=none,id=esp,format=raw,readonly=on,file=fat:"+driveFile(p.esp),
+			"-device", "virtio-blk-pci,drive=esp,bootindex=0")
+	case FormatISO:
+		add("-drive", "if=none,id=cd0,media=cdrom,format=raw,readonly=on,file="+driveFile(p.img.Path))
+		if arch == "amd64" {
+			// q35's AHCI: both SeaBIOS and OVMF boot El Torito from it.
+			add("-device", "ide-cd,drive=cd0,bus=ide.0,bootindex=0")
+		} else {
+			add("-device", "virtio-scsi-pci,id=scsi0", "-device", "scsi-cd,drive=cd0,bus=scsi0.0,bootindex=0")
+		}
+	default:
+		add("-drive", "if=none,id=boot,format="+string(p.img.Format)+",file="+driveFile(p.img.Path),
+			"-device", "virtio-blk-pci,drive=boot,bootindex=0")
+	}
+	if p.metadata != "" {
+		add("-drive", "if=none,id=cidata,format=raw,readonly=on,file="+driveFile(p.metadata),
+			"-device", "virtio-blk-pci,drive=cidata")
+	}
+	for i, d := range p.disks {
+		id := "disk" + strconv.Itoa(i)
+		add("-drive", "if=none,id="+id+",format="+d.Format+",file="+driveFile(d.Path),
+			"-device", "virtio-blk-pci,drive="+id)
+	}
+
+	netdev := "user,id=n0"
+	for _, pub := range p.opts.Publish {
+		fwd, err := hostfwd(pub)
+		if err != nil {
+			return nil, err
+		}
+		netdev += ",hostfwd=" + fwd
+	}
+	// romfile= drops iPXE: the firmware would otherwise try network boot.
+	add("-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,romfile=",
+		"-device", "virtio-rng-pci")
+	return a, nil
+}
+
+// driveFile escapes a path for a -drive option list, where a comma must
+// be doubled.
+func driveFile(path string) string { return strings.ReplaceAll(path, ",", ",,") }
+
+// hostfwd turns "HOST:GUEST" (optionally "/tcp" or "/udp") into a QEMU
+// hostfwd rule bound to the loopback address.
+func hostfwd(pub string) (string, error) {
+	spec, proto, _ := strings.Cut(pub, "/")
+	if proto == "" {
+		proto = "tcp"
+	}
+	host, guest, ok := strings.Cut(spec, ":")
+	if !ok || proto != "tcp" && proto != "udp" || !isPort(host) || !isPort(guest) {
+		return "", fmt.Errorf("publish %q: want HOST:GUEST ports, optionally /tcp or /udp", pub)
+	}
+	return fmt.Sprintf("%s:127.0.0.1:%s-:%s", proto, host, guest), nil
+}
+
+func isPort(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n > 0 && n < 65536 && strconv.Itoa(n) == s
+}
+
+// chooseAccel resolves Options.Accel: KVM only for a guest of the host's
+// architecture and when /dev/kvm can be opened.
+func chooseAccel(want, arch string) (string, error) {
+	switch want {
+	case "tcg":
+		return "tcg", nil
+	case "kvm":
+		if arch != runtime.GOARCH {
+			return "", fmt.Errorf("accel kvm: guest %s differs from host %s", arch, runtime.GOARCH)
+		}
+		return "kvm", nil
+	case "":
+		if arch != runtime.GOARCH {
+			return "tcg", nil
+		}
+		f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+		if err != nil {
+			return "tcg", nil
+		}
+		f.Close()
+		return "kvm", nil
+	default:
+		return "", fmt.Errorf("accel %q: want kvm, tcg or empty", want)
+	}
+}

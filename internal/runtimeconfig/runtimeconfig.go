@@ -1,0 +1,482 @@
+// Package runtimeconfig turns a container's keel configuration and its
+// image's config into the OCI runtime-spec document (config.json) that
+// init's runtime executes.
+//
+// The document is meant to be readable by standard OCI tools too, so keel's
+// own settings that have no OCI field travel as org.keel.* annotations.
+package runtimeconfig
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/keelos/keel/internal/spec"
+)
+
+// Annotation keys written into every document.
+const (
+	AnnotationName    = "org.keel.name"
+	AnnotationKind    = "org.keel.kind"
+	AnnotationRestart = "org.keel.restart"
+	AnnotationRuntime = "org.keel.runtime"
+	// AnnotationDevices holds the JSON list of spec.Device entries whose
+	// node numbers can only be known on the running machine (no
+	// major/minor given, or a glob): init resolves them at start.
+	AnnotationDevices = "org.keel.devices"
+)
+
+// Kinds of containers.
+const (
+	KindOnboot     = "onboot"
+	KindService    = "service"
+	KindOnshutdown = "onshutdown"
+)
+
+// DefaultPath is the PATH given to a container whose image and spec set none.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// cpuPeriod is the CFS period (µs) that resources.cpu is expressed against.
+const cpuPeriod = 100000
+
+// MaskedPaths and ReadonlyPaths are runc's defaults: kernel interfaces a
+// container must not read or write.
+var (
+	MaskedPaths = []string{
+		"/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+		"/proc/latency_stats", "/proc/sched_debug", "/proc/scsi", "/proc/timer_list",
+		"/proc/timer_stats", "/sys/firmware", "/sys/devices/virtual/powercap",
+	}
+	ReadonlyPaths = []string{
+		"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+	}
+)
+
+// Generate builds the runtime-spec document for the container name of the
+// given kind (onboot, service or onshutdown) from its configuration cfg
+// (package defaults already overridden by the spec entry) and its image's
+// config img.
+func Generate(name string, kind string, cfg spec.Config, img v1.Config) (*specs.Spec, error) {
+	switch kind {
+	case KindOnboot, KindService, KindOnshutdown:
+	default:
+		return nil, fmt.Errorf("container %s: unknown kind %q", name, kind)
+	}
+	args := cfg.Command
+	if len(args) == 0 {
+		args = append(append([]string(nil), img.Entrypoint...), img.Cmd...)
+	}
+	if len(args) == 0 {
+		return nil, fmt.Errorf("container %s: no command, and the image has no entrypoint or cmd", name)
+	}
+	caps, err := capabilitySet(cfg.Capabilities)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: capabilities: %w", name, err)
+	}
+	ambient, err := capabilitySet(cfg.Ambient)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: ambient: %w", name, err)
+	}
+	cwd := "/"
+	if img.WorkingDir != "" {
+		cwd = img.WorkingDir
+	}
+	if cfg.Cwd != nil && *cfg.Cwd != "" {
+		cwd = *cfg.Cwd
+	}
+	user, err := userOf(cfg, img)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", name, err)
+	}
+	process := &specs.Process{
+		Args:            append([]string(nil), args...),
+		Env:             environment(img.Env, cfg.Env),
+		Cwd:             cwd,
+		User:            user,
+		NoNewPrivileges: cfg.NoNewPrivileges != nil && *cfg.NoNewPrivileges,
+		OOMScoreAdj:     cfg.OOMScoreAdj,
+		Capabilities: &specs.LinuxCapabilities{
+			Bounding:  caps,
+			Effective: caps,
+			Permitted: caps,
+		},
+	}
+	if len(ambient) > 0 {
+		// An ambient capability must also be permitted and inheritable.
+		process.Capabilities.Inheritable = ambient
+		process.Capabilities.Ambient = ambient
+	}
+	for _, r := range cfg.Rlimits {
+		l, err := spec.ParseRlimit(r)
+		if err != nil {
+			return nil, fmt.Errorf("container %s: %w", name, err)
+		}
+		process.Rlimits = append(process.Rlimits, specs.POSIXRlimit{Type: l.Name, Soft: l.Soft, Hard: l.Hard})
+	}
+
+	namespaces, err := namespacesOf(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", name, err)
+	}
+	s := &specs.Spec{
+		Version: specs.Version,
+		Process: process,
+		Root:    &specs.Root{Path: "rootfs", Readonly: cfg.Readonly != nil && *cfg.Readonly},
+		Linux: &specs.Linux{
+			Namespaces:    namespaces,
+			CgroupsPath:   "/keel/" + name,
+			MaskedPaths:   append([]string(nil), MaskedPaths...),
+			ReadonlyPaths: append([]string(nil), ReadonlyPaths...),
+		},
+		Annotations: map[string]string{
+			AnnotationName: name,
+			AnnotationKind: kind,
+		},
+	}
+	if hasNamespace(namespaces, specs.UTSNamespace) {
+		s.Hostname = name
+		if cfg.Hostname != nil && *cfg.Hostname != "" {
+			s.Hostname = *cfg.Hostname
+		}
+	} else if cfg.Hostname != nil && *cfg.Hostname != "" {
+		return nil, fmt.Errorf("container %s: hostname needs a new uts namespace", name)
+	}
+	if len(cfg.Sysctl) > 0 {
+		s.Linux.Sysctl = make(map[string]string, len(cfg.Sysctl))
+		for k, v := range cfg.Sysctl {
+			s.Linux.Sysctl[k] = v
+		}
+	}
+
+	restart := "never"
+	if kind == KindService {
+		restart = "always"
+	}
+	if cfg.Restart != nil && *cfg.Restart != "" {
+		restart = *cfg.Restart
+	}
+	s.Annotations[AnnotationRestart] = restart
+	if cfg.Runtime != nil {
+		b, err := json.Marshal(cfg.Runtime)
+		if err != nil {
+			return nil, fmt.Errorf("container %s: runtime: %w", name, err)
+		}
+		s.Annotations[AnnotationRuntime] = string(b)
+	}
+
+	if s.Mounts, err = mountsOf(cfg, hasNamespace(namespaces, specs.NetworkNamespace)); err != nil {
+		return nil, fmt.Errorf("container %s: %w", name, err)
+	}
+	if err := devicesOf(s, cfg.Devices); err != nil {
+		return nil, fmt.Errorf("container %s: %w", name, err)
+	}
+	if err := resourcesOf(s.Linux.Resources, cfg.Resources); err != nil {
+		return nil, fmt.Errorf("container %s: %w", name, err)
+	}
+	// Masking a path that a bind deliberately exposes would undo the bind
+	// (a service given /proc/sys by bind means to write it).
+	s.Linux.MaskedPaths = withoutBound(s.Linux.MaskedPaths, s.Mounts)
+	s.Linux.ReadonlyPaths = withoutBound(s.Linux.ReadonlyPaths, s.Mounts)
+	return s, nil
+}
+
+// Marshal encodes a document as config.json: indented, with a trailing
+// newline. encoding/json sorts map keys, so equal documents give equal
+// bytes.
+func Marshal(s *specs.Spec) ([]byte, error) {
+	b, err := json.MarshalIndent(s, "", "\t")
+	if err != nil {
+		return nil, fmt.Errorf("encoding config.json: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+func capabilitySet(names []string) ([]string, error) {
+	set := map[string]bool{}
+	for _, n := range names {
+		c, err := spec.NormalizeCapability(n)
+		if err != nil {
+			return nil, err
+		}
+		if c == "all" {
+			for _, k := range spec.Capabilities() {
+				set[k] = true
+			}
+			continue
+		}
+		set[c] = true
+	}
+	var out []string
+	// Kernel number order: stable and what readers of capability.h expect.
+	for _, k := range spec.Capabilities() {
+		if set[k] {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// environment merges the image's variables with the spec's, later ones
+// replacing earlier ones of the same name in place, and gives PATH a default.
+func environment(image, config []string) []string {
+	var out []string
+	index := map[string]int{}
+	for _, kv := range append(append([]string(nil), image...), config...) {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, ok := index[k]; ok {
+			out[i] = kv
+			continue
+		}
+		index[k] = len(out)
+		out = append(out, kv)
+	}
+	if _, ok := index["PATH"]; !ok {
+		out = append([]string{"PATH=" + DefaultPath}, out...)
+	}
+	return out
+}
+
+// userOf takes uid/gid from the spec, else a numeric image User
+// ("uid[:gid]"): names cannot be resolved without the image's /etc/passwd.
+func userOf(cfg spec.Config, img v1.Config) (specs.User, error) {
+	var u specs.User
+	if img.User != "" {
+		us, gs, hasGroup := strings.Cut(img.User, ":")
+		uid, err := strconv.ParseUint(us, 10, 32)
+		if err != nil {
+			if cfg.UID == nil {
+				return u, fmt.Errorf("image user %q is not numeric: set uid", img.User)
+			}
+		} else {
+			u.UID = uint32(uid)
+		}
+		if hasGroup {
+			gid, err := strconv.ParseUint(gs, 10, 32)
+			if err != nil && cfg.GID == nil {
+				return u, fmt.Errorf("image group %q is not numeric: set gid", gs)
+			}
+			u.GID = uint32(gid)
+		}
+	}
+	if cfg.UID != nil {
+		u.UID = *cfg.UID
+	}
+	if cfg.GID != nil {
+		u.GID = *cfg.GID
+	}
+	u.AdditionalGids = append([]uint32(nil), cfg.AdditionalGIDs...)
+	return u, nil
+}
+
+func namespacesOf(cfg spec.Config) ([]specs.LinuxNamespace, error) {
+	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	for _, n := range []struct {
+		typ specs.LinuxNamespaceType
+		val *string
+	}{
+		{specs.PIDNamespace, cfg.Pid},
+		{specs.NetworkNamespace, cfg.Net},
+		{specs.IPCNamespace, cfg.Ipc},
+		{specs.UTSNamespace, cfg.Uts},
+	} {
+		v := "new"
+		if n.val != nil && *n.val != "" {
+			v = *n.val
+		}
+		switch {
+		case v == "host":
+		case v == "new":
+			ns = append(ns, specs.LinuxNamespace{Type: n.typ})
+		case path.IsAbs(v):
+			ns = append(ns, specs.LinuxNamespace{Type: n.typ, Path: v})
+		default:
+			return nil, fmt.Errorf("%s namespace %q: want new, host or an absolute path", n.typ, v)
+		}
+	}
+	return append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace}), nil
+}
+
+func hasNamespace(ns []specs.LinuxNamespace, t specs.LinuxNamespaceType) bool {
+	for _, n := range ns {
+		if n.Type == t {
+			return true
+		}
+	}
+	return false
+}
+
+func mountsOf(cfg spec.Config, newNet bool) ([]specs.Mount, error) {
+	sysOpts := []string{"nosuid", "noexec", "nodev", "ro"}
+	m := []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: sysOpts},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup2", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
+	}
+	if !newNet {
+		// sysfs of the host's network namespace cannot be mounted again
+		// from a new mount namespace without it; bind it instead.
+		m[5] = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
+	}
+	for _, b := range cfg.Binds {
+		parts := strings.Split(b, ":")
+		if len(parts) < 2 || len(parts) > 3 || !path.IsAbs(parts[0]) || !path.IsAbs(parts[1]) {
+			return nil, fmt.Errorf("bind %q: want /host:/container[:options]", b)
+		}
+		opts := []string{"rbind"}
+		if len(parts) == 3 {
+			for _, o := range strings.Split(parts[2], ",") {
+				switch o {
+				case "ro", "rw", "rshared", "rslave", "rprivate", "shared", "slave", "private",
+					"nosuid", "nodev", "noexec", "suid", "dev", "exec":
+					opts = append(opts, o)
+				default:
+					return nil, fmt.Errorf("bind %q: unknown option %q", b, o)
+				}
+			}
+		}
+		m = append(m, specs.Mount{Destination: path.Clean(parts[1]), Type: "bind", Source: path.Clean(parts[0]), Options: opts})
+	}
+	for _, t := range cfg.Tmpfs {
+		dst, opt, _ := strings.Cut(t, ":")
+		if !path.IsAbs(dst) {
+			return nil, fmt.Errorf("tmpfs %q: want /path[:options]", t)
+		}
+		opts := []string{"nosuid", "nodev"}
+		if opt != "" {
+			opts = append(opts, strings.Split(opt, ",")...)
+		}
+		m = append(m, specs.Mount{Destination: path.Clean(dst), Type: "tmpfs", Source: "tmpfs", Options: opts})
+	}
+	for _, x := range cfg.Mounts {
+		if !path.IsAbs(x.Destination) {
+			return nil, fmt.Errorf("mount %q: destination must be absolute", x.Destination)
+		}
+		m = append(m, specs.Mount{Destination: path.Clean(x.Destination), Type: x.Type, Source: x.Source, Options: append([]string(nil), x.Options...)})
+	}
+	return m, nil
+}
+
+func withoutBound(paths []string, mounts []specs.Mount) []string {
+	var out []string
+	for _, p := range paths {
+		bound := false
+		for _, m := range mounts {
+			if m.Type == "bind" && m.Destination == p {
+				bound = true
+			}
+		}
+		if !bound {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// defaultDeviceRules allow what every runtime provides: null, zero, full,
+// tty, random, urandom, the pty master and slaves.
+func defaultDeviceRules() []specs.LinuxDeviceCgroup {
+	c := func(major, minor int64) specs.LinuxDeviceCgroup {
+		ma, mi := major, minor
+		r := specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: &ma, Access: "rwm"}
+		if minor >= 0 {
+			r.Minor = &mi
+		}
+		return r
+	}
+	return []specs.LinuxDeviceCgroup{
+		{Allow: false, Access: "rwm"},
+		c(1, 3), c(1, 5), c(1, 7), c(5, 0), c(1, 8), c(1, 9), c(5, 2), c(136, -1),
+	}
+}
+
+func devicesOf(s *specs.Spec, devices []spec.Device) error {
+	s.Linux.Resources = &specs.LinuxResources{Devices: defaultDeviceRules()}
+	var deferred []spec.Device
+	for _, d := range devices {
+		if !path.IsAbs(d.Path) || !strings.HasPrefix(path.Clean(d.Path), "/dev/") {
+			return fmt.Errorf("device %q: want a path under /dev", d.Path)
+		}
+		perms := d.Permissions
+		if perms == "" {
+			perms = "rwm"
+		}
+		if strings.Trim(perms, "rwm") != "" {
+			return fmt.Errorf("device %q: permissions %q: want letters of rwm", d.Path, perms)
+		}
+		var mode *os.FileMode
+		if d.Mode != "" {
+			m, err := spec.ParseMode(d.Mode)
+			if err != nil {
+				return fmt.Errorf("device %q: %w", d.Path, err)
+			}
+			mode = &m
+		}
+		if d.Type != "" && d.Type != "c" && d.Type != "b" {
+			return fmt.Errorf("device %q: type %q: want c or b", d.Path, d.Type)
+		}
+		if d.Type == "" || d.Major == nil || d.Minor == nil || strings.ContainsAny(d.Path, "*?[") {
+			deferred = append(deferred, d)
+			continue
+		}
+		s.Linux.Devices = append(s.Linux.Devices, specs.LinuxDevice{
+			Path: path.Clean(d.Path), Type: d.Type, Major: *d.Major, Minor: *d.Minor, FileMode: mode,
+		})
+		major, minor := *d.Major, *d.Minor
+		s.Linux.Resources.Devices = append(s.Linux.Resources.Devices, specs.LinuxDeviceCgroup{
+			Allow: true, Type: d.Type, Major: &major, Minor: &minor, Access: perms,
+		})
+	}
+	if len(deferred) > 0 {
+		b, err := json.Marshal(deferred)
+		if err != nil {
+			return fmt.Errorf("devices: %w", err)
+		}
+		s.Annotations[AnnotationDevices] = string(b)
+	}
+	return nil
+}
+
+func resourcesOf(r *specs.LinuxResources, res *spec.Resources) error {
+	if res == nil {
+		return nil
+	}
+	if res.Memory != "" {
+		n, err := spec.ParseSize(res.Memory)
+		if err != nil {
+			return fmt.Errorf("resources.memory: %w", err)
+		}
+		r.Memory = &specs.LinuxMemory{Limit: &n}
+	}
+	if res.CPU != "" {
+		cpus, err := spec.ParseCPU(res.CPU)
+		if err != nil {
+			return fmt.Errorf("resources.cpu: %w", err)
+		}
+		quota := int64(math.Round(cpus * cpuPeriod))
+		if quota < 1000 {
+			// The kernel refuses quotas under 1 ms.
+			quota = 1000
+		}
+		period := uint64(cpuPeriod)
+		r.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
+	}
+	if res.Pids != nil {
+		if *res.Pids <= 0 {
+			return fmt.Errorf("resources.pids: want a positive number")
+		}
+		p := *res.Pids
+		r.Pids = &specs.LinuxPids{Limit: &p}
+	}
+	return nil
+}

@@ -1,0 +1,177 @@
+// Package test holds keel's end-to-end tests: they build images with the
+// real pipeline (real Debian mirror, real package builds) and boot them
+// under QEMU, asserting on the serial console.
+package test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keelos/keel/internal/build"
+	"github.com/keelos/keel/internal/qemu"
+)
+
+// referenceServices are the services of ../build.toml.
+var referenceServices = []string{"getty", "sshd", "ntpd"}
+
+type builtImages struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+var reference = map[string]*builtImages{"amd64": {}, "arm64": {}}
+
+// referenceImages builds ../build.toml once per architecture for all the
+// boot tests of this run.
+func referenceImages(t *testing.T, arch string, formats ...string) string {
+	t.Helper()
+	b := reference[arch]
+	b.once.Do(func() {
+		b.dir, b.err = os.MkdirTemp("", "keel-e2e-"+arch+"-")
+		if b.err != nil {
+			return
+		}
+		_, b.err = build.Run(context.Background(), build.Options{
+			Specs:   []string{"../build.toml"},
+			Dir:     b.dir,
+			Arch:    []string{arch},
+			Formats: formats,
+		})
+	})
+	if b.err != nil {
+		t.Fatalf("building the reference image for %s: %v", arch, b.err)
+	}
+	return b.dir
+}
+
+var amd64Formats = []string{"kernel+initrd", "iso-efi", "raw-efi", "qcow2-efi"}
+
+func TestBootReferenceAmd64KernelInitrdSlow(t *testing.T) {
+	t.Parallel()
+	dir := referenceImages(t, "amd64", amd64Formats...)
+	bootReference(t, filepath.Join(dir, "host-amd64-kernel"), true)
+}
+
+func TestBootReferenceAmd64ISOEFISlow(t *testing.T) {
+	t.Parallel()
+	dir := referenceImages(t, "amd64", amd64Formats...)
+	bootReference(t, filepath.Join(dir, "host-amd64-efi.iso"), false)
+}
+
+func TestBootReferenceAmd64RawEFISlow(t *testing.T) {
+	t.Parallel()
+	dir := referenceImages(t, "amd64", amd64Formats...)
+	bootReference(t, filepath.Join(dir, "host-amd64-efi.raw"), false)
+}
+
+func TestBootReferenceAmd64Qcow2EFISlow(t *testing.T) {
+	t.Parallel()
+	dir := referenceImages(t, "amd64", amd64Formats...)
+	bootReference(t, filepath.Join(dir, "host-amd64-efi.qcow2"), false)
+}
+
+func TestBootReferenceArm64RawEFISlow(t *testing.T) {
+	t.Parallel()
+	dir := referenceImages(t, "arm64", "raw-efi")
+	bootReference(t, filepath.Join(dir, "host-arm64-efi.raw"), false)
+}
+
+func milestone(name string) *regexp.Regexp {
+	return regexp.MustCompile(`keel: milestone ` + regexp.QuoteMeta(name) + ` ([0-9.]+)`)
+}
+
+// bootReference boots one output of the reference image and checks, on
+// the serial console, that init started, onboot ran in order, every
+// service runs in its own container, a killed service is restarted (when
+// exercise is set) and the machine powers off cleanly.
+func bootReference(t *testing.T, image string, exercise bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	console, err := os.Create(filepath.Join(t.TempDir(), "console.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := qemu.Start(ctx, qemu.Options{Image: image, Mem: 1024, Console: console, Timeout: 14 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Kill()
+	defer func() {
+		if t.Failed() {
+			t.Logf("console of %s:\n%s", filepath.Base(image), tail(m.Console(), 6000))
+		}
+	}()
+	const step = 6 * time.Minute
+	expect := func(re *regexp.Regexp) []string {
+		t.Helper()
+		match, err := m.Expect(re, step)
+		if err != nil {
+			t.Fatalf("%s: waiting for %q: %v", filepath.Base(image), re, err)
+		}
+		return match
+	}
+	start := expect(milestone("init"))
+	expect(regexp.MustCompile(`keel: onboot sysctl exited 0`))
+	expect(regexp.MustCompile(`keel: onboot dhcpcd exited 0`))
+	expect(milestone("onboot-done"))
+	running := expect(milestone("services-running"))
+	t.Logf("%s: init at %ss, all services running at %ss", filepath.Base(image), start[1], running[1])
+
+	// The getty service gives a root shell on the serial console: ask init
+	// for the container table through it.
+	if err := m.Send("\nkeel-ctl ps\n"); err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range referenceServices {
+		expect(regexp.MustCompile(`(?m)^` + svc + `\s+running\s+\d+`))
+	}
+	// Each service is in its own PID namespace: its processes see a
+	// different /proc/1 than init.
+	if err := m.Send("for s in sshd ntpd; do echo ns-$s-$(readlink /proc/$(keel-ctl pid $s)/ns/pid); done; echo ns-init-$(readlink /proc/1/ns/pid)\n"); err != nil {
+		t.Fatal(err)
+	}
+	sshdNS := expect(regexp.MustCompile(`ns-sshd-(pid:\[\d+\])`))[1]
+	ntpdNS := expect(regexp.MustCompile(`ns-ntpd-(pid:\[\d+\])`))[1]
+	initNS := expect(regexp.MustCompile(`ns-init-(pid:\[\d+\])`))[1]
+	if sshdNS == initNS || ntpdNS == initNS || sshdNS == ntpdNS {
+		t.Errorf("services share PID namespaces: sshd %s, ntpd %s, init %s", sshdNS, ntpdNS, initNS)
+	}
+
+	if exercise {
+		if err := m.Send("kill -9 $(keel-ctl pid ntpd)\n"); err != nil {
+			t.Fatal(err)
+		}
+		expect(regexp.MustCompile(`keel: service ntpd .*restart`))
+		if err := m.Send("sleep 3; keel-ctl ps\n"); err != nil {
+			t.Fatal(err)
+		}
+		expect(regexp.MustCompile(`(?m)^ntpd\s+running\s+\d+\s+1\b`))
+	}
+
+	if err := m.Powerdown(); err != nil {
+		t.Fatal(err)
+	}
+	expect(milestone("shutdown-start"))
+	expect(milestone("shutdown-done"))
+	if err := m.Wait(); err != nil {
+		t.Fatalf("%s: %v", filepath.Base(image), err)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
+}
+
+var _ = fmt.Sprint
+var _ = strings.TrimSpace
