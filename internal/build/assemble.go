@@ -129,6 +129,12 @@ func (b *builder) assemble(ctx context.Context, arch string) (*system, error) {
 		}
 	}
 
+	// The kernel opens /dev/console for init before devtmpfs is mounted;
+	// without the node init starts with no stdin, stdout or stderr.
+	if err := root.Add(fstree.Entry{Path: "dev/console", Mode: fs.ModeDevice | fs.ModeCharDevice | 0o600, Devmajor: 5, Devminor: 1}); err != nil {
+		return nil, err
+	}
+
 	_, ktree, err := b.image(ctx, s.Kernel.Image, arch, "kernel")
 	if err != nil {
 		return nil, err

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/keelos/keel/internal/spec"
 )
@@ -82,7 +80,7 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 	if has("kernel+initrd", "uki", "iso-efi", "raw-efi", "qcow2-efi") {
 		b.logf("%s: writing initramfs", sys.arch)
 		var buf bytes.Buffer
-		if err := writeInitramfs(&buf, sys.root); err != nil {
+		if err := writeInitramfs(&buf, sys.root, b.epoch); err != nil {
 			return nil, fmt.Errorf("initramfs: %w", err)
 		}
 		initrd = buf.Bytes()
@@ -150,7 +148,7 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 			rawPath = base + "-efi.raw.keel-tmp"
 		}
 		n, err := writeAtomic(rawPath, func(f *os.File) error {
-			return writeEFIDisk(f, bootName, uki.Bytes(), size, b.spec.Name+"-"+sys.arch)
+			return writeEFIDisk(f, bootName, uki.Bytes(), size, b.spec.Name+"-"+sys.arch, b.epoch)
 		})
 		if err != nil {
 			return nil, err
@@ -220,5 +218,3 @@ func efiKernel(kernel []byte, arch string) ([]byte, error) {
 	return kernel, nil
 }
 
-var _ = io.Discard
-var _ = strings.TrimSpace

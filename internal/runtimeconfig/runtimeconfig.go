@@ -325,8 +325,10 @@ func mountsOf(cfg spec.Config, newNet bool) ([]specs.Mount, error) {
 	}
 	if !newNet {
 		// sysfs of the host's network namespace cannot be mounted again
-		// from a new mount namespace without it; bind it instead.
-		m[5] = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
+		// from a new mount namespace without it; bind it instead. Not
+		// recursively: the host's cgroup2 mount would come along, and the
+		// container's own (namespaced) cgroup2 could not go on top of it.
+		m[5] = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"bind", "nosuid", "noexec", "nodev", "ro"}}
 	}
 	for _, b := range cfg.Binds {
 		parts := strings.Split(b, ":")

@@ -46,6 +46,20 @@ const (
 	securityDirectory   = 4
 )
 
+// arm64NOP is the little-endian encoding of the AArch64 NOP instruction.
+var arm64NOP = []byte{0x1f, 0x20, 0x03, 0xd5}
+
+// isPadding reports whether b, found at offset off of the file, holds
+// only zeros or only (4-byte aligned) AArch64 NOPs.
+func isPadding(b []byte, off uint64) bool {
+	zero, nop := true, true
+	for i, c := range b {
+		zero = zero && c == 0
+		nop = nop && c == arm64NOP[(off+uint64(i))%4]
+	}
+	return zero || nop
+}
+
 func alignUp(v, a uint64) uint64 { return (v + a - 1) / a * a }
 
 // AddSections writes stub with secs appended, in order, on w.
@@ -74,10 +88,10 @@ func AddSections(w io.Writer, stub []byte, secs []Section) error {
 	}
 	// The new headers overwrite what follows the table; it must be padding.
 	old := tableOff + uint64(len(f.Sections))*sectionHeaderSize
-	for _, b := range stub[old:tableEnd] {
-		if b != 0 {
-			return fmt.Errorf("uki: stub header space after the section table is not empty")
-		}
+	// The arm64 linker fills the header page with NOP instructions
+	// instead of zeros; no section maps it, so it is padding all the same.
+	if !isPadding(stub[old:tableEnd], old) {
+		return fmt.Errorf("uki: stub header space after the section table is not empty")
 	}
 
 	fileAlign := uint64(oh.FileAlignment)

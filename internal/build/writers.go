@@ -1,0 +1,114 @@
+package build
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/keelos/keel/internal/disk"
+	"github.com/keelos/keel/internal/fat"
+	"github.com/keelos/keel/internal/fstree"
+	"github.com/keelos/keel/internal/initramfs"
+	"github.com/keelos/keel/internal/iso9660"
+	"github.com/keelos/keel/internal/qcow2"
+	"github.com/keelos/keel/internal/uki"
+)
+
+// writeInitramfs writes the root as a zstd newc cpio: zstd unpacks about
+// three times faster than gzip under emulation at the same size.
+func writeInitramfs(w io.Writer, root *fstree.Tree, epoch time.Time) error {
+	return initramfs.WriteEpoch(w, root, initramfs.Zstd, epoch.Unix())
+}
+
+func writeUKI(w io.Writer, stub, kernel, initrd []byte, cmdline, osRelease string) error {
+	return uki.Build(w, stub, kernel, initrd, cmdline, osRelease)
+}
+
+func bytesFile(p string, data []byte) fat.File {
+	return fat.File{Path: p, Size: int64(len(data)), Open: func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(data)), nil
+	}}
+}
+
+// seed names a disk's content, so GUIDs and FAT serials follow from it.
+func seed(name string, parts ...[]byte) string {
+	h := sha256.New()
+	h.Write([]byte(name))
+	for _, p := range parts {
+		fmt.Fprintf(h, "\x00%d\x00", len(p))
+		h.Write(p)
+	}
+	return fmt.Sprintf("sha256:%x", h.Sum(nil))
+}
+
+// writeEFIISO writes an ISO 9660 image whose El Torito EFI entry is a FAT
+// image holding the UKI at the removable-media path; the UKI is also a
+// plain file of the ISO so it can be copied off.
+func writeEFIISO(w io.Writer, name, bootName string, ukiData []byte, epoch time.Time) error {
+	files := []fat.File{bytesFile(bootName, ukiData)}
+	size := fat.Size(files)
+	tmp, err := os.CreateTemp("", "keel-efiboot-*.img")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	if err := fat.Write(tmp, 0, size, files, fat.Options{Label: "KEEL-EFI", Epoch: epoch}); err != nil {
+		return fmt.Errorf("EFI boot image: %w", err)
+	}
+	img, err := os.ReadFile(tmp.Name())
+	if err != nil {
+		return err
+	}
+	isoFiles := []iso9660.File{
+		{Path: "EFI/BOOT/EFIBOOT.IMG", Size: int64(len(img)), Open: opener(img)},
+		{Path: bootName, Size: int64(len(ukiData)), Open: opener(ukiData)},
+	}
+	return iso9660.Write(w, iso9660.Options{
+		VolumeID:     volumeID(name),
+		Files:        isoFiles,
+		EFIBootImage: "EFI/BOOT/EFIBOOT.IMG",
+		Epoch:        epoch,
+	})
+}
+
+func opener(data []byte) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
+}
+
+// volumeID maps an image name onto ISO 9660 d-characters.
+func volumeID(name string) string {
+	id := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z':
+			return r - 'a' + 'A'
+		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_':
+			return r
+		}
+		return '_'
+	}, name)
+	if len(id) > 32 {
+		id = id[:32]
+	}
+	return id
+}
+
+// writeEFIDisk writes a GPT disk whose ESP holds the UKI at the fallback
+// path. size 0 fits the disk to its content.
+func writeEFIDisk(f *os.File, bootName string, ukiData []byte, size int64, name string, epoch time.Time) error {
+	return disk.WriteEFI(f, disk.EFIOptions{
+		Seed:     seed(name, ukiData),
+		ESPFiles: []fat.File{bytesFile(bootName, ukiData)},
+		ESPLabel: "ESP",
+		Epoch:    epoch,
+		Size:     size,
+	})
+}
+
+func writeQcow2(w io.Writer, src io.ReaderAt, size int64) error {
+	return qcow2.Write(w, src, size)
+}
