@@ -5,11 +5,9 @@ package test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,7 +17,7 @@ import (
 )
 
 // referenceServices are the services of ../build.toml.
-var referenceServices = []string{"getty", "sshd", "ntpd"}
+var referenceServices = []string{"getty", "ntpd", "sshd"} // as keel-ctl ps sorts them
 
 type builtImages struct {
 	once sync.Once
@@ -119,8 +117,8 @@ func bootReference(t *testing.T, image string, exercise bool) {
 		return match
 	}
 	start := expect(milestone("init"))
-	expect(regexp.MustCompile(`keel: onboot sysctl exited 0`))
-	expect(regexp.MustCompile(`keel: onboot dhcpcd exited 0`))
+	expect(regexp.MustCompile(`keel: onboot sysctl: exited 0`))
+	expect(regexp.MustCompile(`keel: onboot dhcpcd: exited 0`))
 	expect(milestone("onboot-done"))
 	running := expect(milestone("services-running"))
 	t.Logf("%s: init at %ss, all services running at %ss", filepath.Base(image), start[1], running[1])
@@ -146,10 +144,17 @@ func bootReference(t *testing.T, image string, exercise bool) {
 	}
 
 	if exercise {
+		// dhcpcd's one-shot run configured QEMU user-net's address and
+		// its DNS server.
+		if err := m.Send("ip -4 addr show eth0 | grep -o 'inet [0-9./]*'; grep nameserver /etc/resolv.conf\n"); err != nil {
+			t.Fatal(err)
+		}
+		expect(regexp.MustCompile(`inet 10\.0\.2\.15/24`))
+		expect(regexp.MustCompile(`nameserver 10\.0\.2\.3`))
 		if err := m.Send("kill -9 $(keel-ctl pid ntpd)\n"); err != nil {
 			t.Fatal(err)
 		}
-		expect(regexp.MustCompile(`keel: service ntpd .*restart`))
+		expect(regexp.MustCompile(`keel: ntpd: .*; restarting in`))
 		if err := m.Send("sleep 3; keel-ctl ps\n"); err != nil {
 			t.Fatal(err)
 		}
@@ -173,5 +178,3 @@ func tail(s string, n int) string {
 	return "…" + s[len(s)-n:]
 }
 
-var _ = fmt.Sprint
-var _ = strings.TrimSpace

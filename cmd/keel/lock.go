@@ -1,16 +1,14 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"runtime"
 
 	"github.com/spf13/cobra"
 
+	"github.com/keelos/keel/internal/build"
 	"github.com/keelos/keel/internal/lock"
-	"github.com/keelos/keel/internal/pkgbuild"
 	"github.com/keelos/keel/internal/source"
 	"github.com/keelos/keel/internal/spec"
 )
@@ -45,7 +43,7 @@ fails if anything would differ.`,
 				return err
 			}
 			r := &source.Resolver{Cache: b.Cache, Packages: b, Pull: pull}
-			f, err := resolveLock(cmd.Context(), r, s, archs)
+			f, err := build.ResolveLock(cmd.Context(), r, s, archs)
 			if err != nil {
 				return err
 			}
@@ -61,48 +59,3 @@ fails if anything would differ.`,
 	return cmd
 }
 
-// specImages lists every image reference of s, in spec order.
-func specImages(s *spec.Spec) []spec.ImageRef {
-	refs := append([]spec.ImageRef(nil), s.Init...)
-	refs = append(refs, s.Kernel.Image)
-	for _, list := range [][]spec.Container{s.Onboot, s.Services, s.Onshutdown} {
-		for _, c := range list {
-			refs = append(refs, c.Image)
-		}
-	}
-	return refs
-}
-
-// resolveLock resolves every image of s for archs and collects the
-// Debian packages their org.keel.debian labels record.
-func resolveLock(ctx context.Context, r *source.Resolver, s *spec.Spec, archs []string) (lock.File, error) {
-	var f lock.File
-	for _, arch := range archs {
-		for _, ref := range specImages(s) {
-			img, err := r.Image(ctx, ref, arch)
-			if err != nil {
-				return f, err
-			}
-			dig, err := img.Digest()
-			if err != nil {
-				return f, err
-			}
-			f.Images = append(f.Images, lock.Image{Ref: ref.Ref, Arch: arch, Digest: dig.String()})
-			cf, err := img.ConfigFile()
-			if err != nil {
-				return f, err
-			}
-			if label := cf.Config.Labels[pkgbuild.LabelDebian]; label != "" {
-				var debs []pkgbuild.DebInfo
-				if err := json.Unmarshal([]byte(label), &debs); err != nil {
-					return f, fmt.Errorf("image %s (%s): label %s: %w", ref.Ref, arch, pkgbuild.LabelDebian, err)
-				}
-				for _, d := range debs {
-					f.Debs = append(f.Debs, lock.Deb{Name: d.Name, Version: d.Version, Arch: d.Arch, SHA256: d.SHA256})
-				}
-			}
-		}
-	}
-	f.Sort()
-	return f, nil
-}

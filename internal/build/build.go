@@ -116,6 +116,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	pb := &pkgbuild.Builder{Cache: c, Debian: deb, Epoch: epoch, Progress: func(msg string) { opts.Log.Info(msg) }}
 	res := &source.Resolver{Cache: c, Packages: pb, Pull: opts.Pull}
 
+	if opts.Locked {
+		if err := checkLocked(ctx, res, s, opts.Specs[0]); err != nil {
+			return nil, err
+		}
+	}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("output directory: %w", err)
 	}

@@ -217,4 +217,3 @@ func efiKernel(kernel []byte, arch string) ([]byte, error) {
 	}
 	return kernel, nil
 }
-

@@ -46,8 +46,7 @@ func seed(name string, parts ...[]byte) string {
 }
 
 // writeEFIISO writes an ISO 9660 image whose El Torito EFI entry is a FAT
-// image holding the UKI at the removable-media path; the UKI is also a
-// plain file of the ISO so it can be copied off.
+// image holding the UKI at the removable-media path.
 func writeEFIISO(w io.Writer, name, bootName string, ukiData []byte, epoch time.Time) error {
 	files := []fat.File{bytesFile(bootName, ukiData)}
 	size := fat.Size(files)
@@ -64,9 +63,10 @@ func writeEFIISO(w io.Writer, name, bootName string, ukiData []byte, epoch time.
 	if err != nil {
 		return err
 	}
+	// The UKI is only inside the boot image: a second, plain copy would
+	// double the ISO for no boot path that needs it.
 	isoFiles := []iso9660.File{
 		{Path: "EFI/BOOT/EFIBOOT.IMG", Size: int64(len(img)), Open: opener(img)},
-		{Path: bootName, Size: int64(len(ukiData)), Open: opener(ukiData)},
 	}
 	return iso9660.Write(w, iso9660.Options{
 		VolumeID:     volumeID(name),

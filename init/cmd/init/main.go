@@ -272,6 +272,8 @@ func (in *initd) runToCompletion(kind string, limit time.Duration) {
 		case st := <-done:
 			if st.Code() != 0 {
 				in.logf("%s %s: %v", kind, b.Name, st)
+			} else {
+				in.logf("%s %s: exited 0", kind, b.Name)
 			}
 		case <-timeout:
 			in.logf("%s %s: still running after %v, killing it", kind, b.Name, limit)

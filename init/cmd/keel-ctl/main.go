@@ -12,6 +12,7 @@ import (
 
 const usage = `usage: keel-ctl COMMAND
   ps                 list services: name, state, pid, restarts, uptime
+  pid NAME           print the pid of a running service's first process
   logs NAME [-f]     print a service's recent output (-f: keep following)
   start NAME | stop NAME | restart NAME
   poweroff | reboot`
@@ -48,6 +49,25 @@ func run(args []string) error {
 			return nil
 		})
 		tw.Flush()
+		return err
+	case "pid":
+		if len(args) != 2 {
+			return fmt.Errorf("usage: keel-ctl pid NAME")
+		}
+		req.Cmd = "ps"
+		found := false
+		err := control.Call(sock, req, func(r control.Response) error {
+			for _, s := range r.Services {
+				if s.Name == args[1] && s.Pid > 0 {
+					fmt.Println(s.Pid)
+					found = true
+				}
+			}
+			return nil
+		})
+		if err == nil && !found {
+			err = fmt.Errorf("no running service %q", args[1])
+		}
 		return err
 	case "logs":
 		if len(args) < 2 || len(args) > 3 || (len(args) == 3 && args[2] != "-f") {

@@ -1,0 +1,94 @@
+package test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func tool(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// TestReferenceOutputsPassExternalChecks runs tools keel did not write on
+// the reference outputs: qemu-img on the qcow2 (and that it holds exactly
+// the raw disk), sgdisk on the GPT, fsck.vfat on the ESP and xorriso on
+// the ISO's El Torito catalogue.
+//
+// It is not parallel so that it runs before the boot tests, which open
+// the same files read-write.
+func TestReferenceOutputsPassExternalChecks(t *testing.T) {
+	dir := referenceImages(t, "amd64", amd64Formats...)
+	raw := filepath.Join(dir, "host-amd64-efi.raw")
+	qcow := filepath.Join(dir, "host-amd64-efi.qcow2")
+	iso := filepath.Join(dir, "host-amd64-efi.iso")
+
+	t.Run("qemu-img", func(t *testing.T) {
+		out := tool(t, "qemu-img", "check", qcow)
+		if !strings.Contains(out, "No errors were found") {
+			t.Errorf("qemu-img check: %s", out)
+		}
+		tool(t, "qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, qcow)
+	})
+
+	t.Run("sgdisk", func(t *testing.T) {
+		out := tool(t, "sgdisk", "-v", raw)
+		if !strings.Contains(out, "No problems found") {
+			t.Errorf("sgdisk -v: %s", out)
+		}
+		info := tool(t, "sgdisk", "-i", "1", raw)
+		if !strings.Contains(info, "C12A7328-F81F-11D2-BA4B-00A0C93EC93B") {
+			t.Errorf("partition 1 is not an EFI system partition:\n%s", info)
+		}
+		first := regexp.MustCompile(`First sector: (\d+)`).FindStringSubmatch(info)
+		last := regexp.MustCompile(`Last sector: (\d+)`).FindStringSubmatch(info)
+		if first == nil || last == nil {
+			t.Fatalf("sgdisk -i 1: no extent:\n%s", info)
+		}
+		start, _ := strconv.ParseInt(first[1], 10, 64)
+		end, _ := strconv.ParseInt(last[1], 10, 64)
+		esp := extract(t, raw, start*512, (end-start+1)*512)
+		out = tool(t, "fsck.vfat", "-n", esp)
+		if !strings.Contains(out, "files") {
+			t.Errorf("fsck.vfat -n: %s", out)
+		}
+		if ls := tool(t, "mdir", "-i", esp, "-b", "::/EFI/BOOT"); !strings.Contains(ls, "BOOTX64.EFI") {
+			t.Errorf("ESP has no EFI/BOOT/BOOTX64.EFI:\n%s", ls)
+		}
+	})
+
+	t.Run("xorriso", func(t *testing.T) {
+		out := tool(t, "xorriso", "-indev", iso, "-report_el_torito", "plain")
+		if !regexp.MustCompile(`El Torito boot img\s*:\s*1\s+UEFI`).MatchString(out) {
+			t.Errorf("no UEFI El Torito entry:\n%s", out)
+		}
+	})
+}
+
+// extract copies size bytes at off of file into a new temporary file.
+func extract(t *testing.T, file string, off, size int64) string {
+	t.Helper()
+	src, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	buf := make([]byte, size)
+	if _, err := src.ReadAt(buf, off); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "part.img")
+	if err := os.WriteFile(p, buf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

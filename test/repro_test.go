@@ -1,0 +1,108 @@
+package test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// keelBinary builds cmd/keel once for the tests that drive the CLI.
+func keelBinary(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "keel")
+	out, err := exec.Command("go", "build", "-o", p, "../cmd/keel").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return p
+}
+
+// TestReproducibleEveryFormatSlow builds every format of the reference
+// image twice through the CLI, each time with its own cache directory
+// (so every package is built afresh), a different time zone, umask and
+// working directory, and requires the outputs to be identical.
+func TestReproducibleEveryFormatSlow(t *testing.T) {
+	t.Parallel()
+	keel := keelBinary(t)
+	spec, err := filepath.Abs("../build.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := []struct{ tz, umask string }{{"UTC", "022"}, {"Pacific/Chatham", "077"}}
+	var sums []map[string]string
+	for i, r := range runs {
+		work := t.TempDir()
+		out := filepath.Join(work, "out")
+		cmd := exec.Command("sh", "-c", "umask "+r.umask+" && exec \"$@\"", "sh",
+			keel, "build", "--cache", filepath.Join(work, "cache"), "--dir", out,
+			"--arch", "amd64,arm64", "--format", "kernel+initrd,tar,uki,iso-efi,raw-efi,qcow2-efi", spec)
+		cmd.Dir = work
+		cmd.Env = append(os.Environ(), "TZ="+r.tz)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build %d: %v\n%s", i+1, err, b)
+		}
+		sums = append(sums, hashDir(t, out))
+	}
+	if len(sums[0]) < 16 {
+		t.Fatalf("expected 16 outputs (8 files per arch), got %d: %v", len(sums[0]), sums[0])
+	}
+	for _, name := range sortedNames(sums[0], sums[1]) {
+		a, b := sums[0][name], sums[1][name]
+		switch {
+		case a == "" || b == "":
+			t.Errorf("%s: written by only one build", name)
+		case a != b:
+			t.Errorf("%s: differs: %s vs %s", name, a, b)
+		default:
+			t.Logf("%s  %s", a, name)
+		}
+	}
+}
+
+func hashDir(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sums := map[string]string{}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("temporary file left behind: %s", e.Name())
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums[e.Name()] = hex.EncodeToString(h.Sum(nil))
+	}
+	return sums
+}
+
+func sortedNames(ms ...map[string]string) []string {
+	seen := map[string]bool{}
+	var names []string
+	for _, m := range ms {
+		for k := range m {
+			if !seen[k] {
+				seen[k] = true
+				names = append(names, k)
+			}
+		}
+	}
+	sort.Strings(names)
+	return names
+}
