@@ -58,4 +58,3 @@ fails if anything would differ.`,
 	cmd.Flags().BoolVar(&pull, "pull", false, "re-resolve registry tags instead of using the cache")
 	return cmd
 }
-
