@@ -66,6 +66,23 @@ func TestReferenceOutputsPassExternalChecks(t *testing.T) {
 		}
 	})
 
+	// keel inspect finds the spec, the lock digest and the SBOM in every
+	// kind of output.
+	t.Run("inspect", func(t *testing.T) {
+		keel := keelBinary(t)
+		for _, img := range []string{iso, qcow, raw, filepath.Join(dir, "host-amd64-kernel")} {
+			out := tool(t, keel, "inspect", img)
+			for _, want := range []string{"name = \"host\"", "build.lock:", "SBOM host-amd64", "image service  sshd", "kernel         linux"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("keel inspect %s: no %q in:\n%s", filepath.Base(img), want, out)
+				}
+			}
+		}
+		if _, err := os.Stat(filepath.Join(dir, "host-amd64.spdx.json")); err != nil {
+			t.Errorf("no SBOM next to the outputs: %v", err)
+		}
+	})
+
 	t.Run("xorriso", func(t *testing.T) {
 		out := tool(t, "xorriso", "-indev", iso, "-report_el_torito", "plain")
 		if !regexp.MustCompile(`El Torito boot img\s*:\s*1\s+UEFI`).MatchString(out) {

@@ -28,6 +28,7 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 			}
 			opts.Arch = global.Arch
 			opts.CacheDir = global.CacheDir
+			opts.Version = versionString()
 			opts.Stdout = cmd.OutOrStdout()
 			opts.Log = logger()
 			opts.Progress = cmd.ErrOrStderr()

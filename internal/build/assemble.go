@@ -20,6 +20,7 @@ import (
 	"github.com/keelos/keel/internal/kmod"
 	"github.com/keelos/keel/internal/pkgbuild"
 	"github.com/keelos/keel/internal/runtimeconfig"
+	"github.com/keelos/keel/internal/sbom"
 	"github.com/keelos/keel/internal/source"
 	"github.com/keelos/keel/internal/spec"
 )
@@ -55,6 +56,7 @@ type system struct {
 	root    *fstree.Tree
 	kernel  []byte
 	cmdline string
+	sbom    []byte // SPDX JSON, also at /etc/keel/sbom.spdx.json
 }
 
 func (b *builder) logf(format string, args ...any) {
@@ -114,9 +116,13 @@ func (b *builder) image(ctx context.Context, ref spec.ImageRef, arch, what strin
 func (b *builder) assemble(ctx context.Context, arch string) (*system, error) {
 	s := b.spec
 	root := fstree.New(b.store)
+	m := &bom{}
 	for _, ref := range s.Init {
-		_, t, err := b.image(ctx, ref, arch, "init")
+		img, t, err := b.image(ctx, ref, arch, "init")
 		if err != nil {
+			return nil, err
+		}
+		if err := m.recordImage("init", "init", ref, img); err != nil {
 			return nil, err
 		}
 		if err := root.Merge(t); err != nil {
@@ -135,8 +141,11 @@ func (b *builder) assemble(ctx context.Context, arch string) (*system, error) {
 		return nil, err
 	}
 
-	_, ktree, err := b.image(ctx, s.Kernel.Image, arch, "kernel")
+	kimg, ktree, err := b.image(ctx, s.Kernel.Image, arch, "kernel")
 	if err != nil {
+		return nil, err
+	}
+	if err := m.recordImage("kernel", "kernel", s.Kernel.Image, kimg); err != nil {
 		return nil, err
 	}
 	kernel, version, err := findKernel(ktree)
@@ -162,7 +171,7 @@ func (b *builder) assemble(ctx context.Context, arch string) (*system, error) {
 			if k.numbered {
 				dir = path.Join("containers", k.dir, fmt.Sprintf("%03d-%s", i, c.Name))
 			}
-			if err := b.addContainer(ctx, root, arch, k.kind, dir, c); err != nil {
+			if err := b.addContainer(ctx, root, m, arch, k.kind, dir, c); err != nil {
 				return nil, fmt.Errorf("%s %q: %w", k.kind, c.Name, err)
 			}
 		}
@@ -177,10 +186,14 @@ func (b *builder) assemble(ctx context.Context, arch string) (*system, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := root.AddFile("etc/keel/build.toml", 0o644, 0, 0, bytes.NewReader(resolved)); err != nil {
+	if err := root.AddFile(sbom.SpecPath, 0o644, 0, 0, bytes.NewReader(resolved)); err != nil {
 		return nil, err
 	}
-	return &system{arch: arch, root: root, kernel: kernel, cmdline: Cmdline(s.Kernel.Cmdline, arch)}, nil
+	doc, err := b.addProvenance(root, arch, version, kernel, resolved, m)
+	if err != nil {
+		return nil, err
+	}
+	return &system{arch: arch, root: root, kernel: kernel, cmdline: Cmdline(s.Kernel.Cmdline, arch), sbom: doc}, nil
 }
 
 // Cmdline is the kernel command line of an image: the spec's, with the
@@ -306,9 +319,12 @@ func readEntry(t *fstree.Tree, e *fstree.Entry) ([]byte, error) {
 
 // addContainer places one container: its image's tree as rootfs and an
 // OCI config.json from image config ← package [config] ← spec entry.
-func (b *builder) addContainer(ctx context.Context, root *fstree.Tree, arch, kind, dir string, c spec.Container) error {
+func (b *builder) addContainer(ctx context.Context, root *fstree.Tree, m *bom, arch, kind, dir string, c spec.Container) error {
 	img, t, err := b.image(ctx, c.Image, arch, kind+" "+c.Name)
 	if err != nil {
+		return err
+	}
+	if err := m.recordImage(kind, c.Name, c.Image, img); err != nil {
 		return err
 	}
 	cf, err := img.ConfigFile()

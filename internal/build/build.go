@@ -32,6 +32,7 @@ type Options struct {
 	Locked   bool     // fail if anything would differ from build.lock
 	Pull     bool     // re-resolve registry references
 	CacheDir string   // "" = default (KEEL_CACHE or ~/.cache/keel)
+	Version  string   // keel's version, recorded in /etc/keel/provenance.json
 	Stdout   io.Writer
 	Log      *slog.Logger
 	Progress io.Writer // where progress goes (a terminal gets bars)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/keelos/keel/internal/sbom"
 	"github.com/keelos/keel/internal/spec"
 )
 
@@ -75,6 +76,12 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 		}
 		return false
 	}
+
+	n, err := writeBytes(base+sbom.FileSuffix, sys.sbom)
+	if err != nil {
+		return nil, err
+	}
+	record("sbom", base+sbom.FileSuffix, n)
 
 	var initrd []byte
 	if has("kernel+initrd", "uki", "iso-efi", "raw-efi", "qcow2-efi") {

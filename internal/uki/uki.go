@@ -116,6 +116,7 @@ func AddSections(w io.Writer, stub []byte, secs []Section) error {
 			return fmt.Errorf("uki: section %s does not fit in a 4 GiB image", s.Name)
 		}
 		h := out[old+uint64(i)*sectionHeaderSize:][:sectionHeaderSize]
+		clear(h) // the padding may be NOPs, not zeros
 		copy(h[0:8], s.Name)
 		le.PutUint32(h[8:], uint32(len(s.Data))) // VirtualSize
 		le.PutUint32(h[12:], uint32(va))         // VirtualAddress

@@ -1,0 +1,251 @@
+// Package imageread reads files from the root file system inside any
+// output keel writes, without mounting or unpacking it: the initramfs
+// (kernel+initrd), the root tar, a UKI, an EFI ISO, a raw EFI disk and a
+// qcow2 of it. `keel inspect` uses it to read /etc/keel.
+//
+// Each format is peeled down to the next by content, not by file name:
+// qcow2 → GPT disk → EFI system partition (FAT) → UKI → .initrd section →
+// compressed cpio; ISO 9660 → EFI/BOOT/EFIBOOT.IMG (FAT) → UKI → …; the
+// tar holds the root directly. The archive holding the root is then
+// streamed once and only the files asked for are kept.
+package imageread
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Format names, as `keel build --format` spells them.
+const (
+	FormatKernelInitrd = "kernel+initrd"
+	FormatTar          = "tar"
+	FormatUKI          = "uki"
+	FormatISOEFI       = "iso-efi"
+	FormatRawEFI       = "raw-efi"
+	FormatQcow2EFI     = "qcow2-efi"
+)
+
+// ErrNotImage is wrapped by Open's error when the file is in none of the
+// formats keel writes.
+var ErrNotImage = errors.New("not a keel output: not an initramfs, tar, UKI, ISO, raw disk or qcow2")
+
+// Image is an opened keel output.
+type Image struct {
+	// Path is the file that was opened; for NAME-ARCH-kernel and
+	// NAME-ARCH-cmdline it is the sibling NAME-ARCH-initrd.img.
+	Path   string
+	Format string
+	// Layers describes how the root was found, outermost first, e.g.
+	// ["qcow2", "GPT partition (EFI system)", "FAT", "UKI EFI/BOOT/BOOTX64.EFI",
+	// ".initrd section", "cpio (zstd)"].
+	Layers []string
+
+	f    *os.File
+	kind rootKind
+	// open returns the stream of the archive holding the root (already
+	// decompressed for cpio).
+	open func() (io.Reader, func(), error)
+}
+
+// Open opens the keel output at path and locates its root file system.
+func Open(path string) (*Image, error) {
+	// The kernel of a kernel+initrd output holds no root: read its initrd.
+	for _, suffix := range []string{"-kernel", "-cmdline"} {
+		if base, ok := strings.CutSuffix(path, suffix); ok {
+			if _, err := os.Stat(base + "-initrd.img"); err == nil {
+				path = base + "-initrd.img"
+			}
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if st.IsDir() {
+		f.Close()
+		return nil, fmt.Errorf("%s is a directory", path)
+	}
+	im := &Image{Path: path, f: f}
+	if err := im.locate(f, st.Size()); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return im, nil
+}
+
+// Close closes the image file.
+func (im *Image) Close() error { return im.f.Close() }
+
+func (im *Image) layer(s string) { im.Layers = append(im.Layers, s) }
+
+// sniff reads the first bytes and the ISO 9660 and tar magic locations.
+func sniff(r io.ReaderAt, size int64) (head []byte, iso, tar bool) {
+	head = make([]byte, min(size, 1024))
+	n, _ := r.ReadAt(head, 0)
+	head = head[:n]
+	if len(head) >= 262 && string(head[257:262]) == "ustar" {
+		tar = true
+	}
+	var cd [5]byte
+	if size > 0x8006 {
+		if _, err := r.ReadAt(cd[:], 0x8001); err == nil && string(cd[:]) == "CD001" {
+			iso = true
+		}
+	}
+	return head, iso, tar
+}
+
+func (im *Image) locate(r io.ReaderAt, size int64) error {
+	head, iso, isTar := sniff(r, size)
+	switch {
+	case bytes.HasPrefix(head, []byte("QFI\xfb")):
+		im.Format = FormatQcow2EFI
+		im.layer("qcow2")
+		q, err := NewQcow2(r)
+		if err != nil {
+			return err
+		}
+		return im.disk(q, q.Size())
+	case iso:
+		im.Format = FormatISOEFI
+		im.layer("ISO 9660")
+		img, err := isoFile(r, size, "EFI/BOOT/EFIBOOT.IMG")
+		if err != nil {
+			return fmt.Errorf("%w (keel's EFI ISOs hold EFI/BOOT/EFIBOOT.IMG)", err)
+		}
+		im.layer("EFI/BOOT/EFIBOOT.IMG")
+		return im.fat(img)
+	case len(head) >= 520 && string(head[512:520]) == "EFI PART":
+		im.Format = FormatRawEFI
+		return im.disk(r, size)
+	case bytes.HasPrefix(head, []byte("MZ")):
+		im.Format = FormatUKI
+		im.layer("UKI")
+		return im.uki(r)
+	case isTar:
+		im.Format = FormatTar
+		im.layer("tar")
+		im.kind = rootTar
+		im.open = func() (io.Reader, func(), error) { return io.NewSectionReader(r, 0, size), func() {}, nil }
+		return nil
+	}
+	// Last: an initramfs, recognised by its codec.
+	if codec, ok := codecOf(head); ok {
+		im.Format = FormatKernelInitrd
+		im.cpio(io.NewSectionReader(r, 0, size), codec)
+		return nil
+	}
+	return ErrNotImage
+}
+
+func (im *Image) disk(r io.ReaderAt, size int64) error {
+	esp, err := gptESP(r, size)
+	if err != nil {
+		return err
+	}
+	im.layer("GPT EFI system partition")
+	return im.fat(esp)
+}
+
+func (im *Image) fat(vol *io.SectionReader) error {
+	uki, name, err := espUKI(vol)
+	if err != nil {
+		return err
+	}
+	im.layer("FAT " + name)
+	return im.uki(bytes.NewReader(uki))
+}
+
+func (im *Image) uki(r io.ReaderAt) error {
+	initrd, err := ukiInitrd(r)
+	if err != nil {
+		return err
+	}
+	im.layer(".initrd")
+	var head [8]byte
+	n, _ := initrd.ReadAt(head[:], 0)
+	codec, ok := codecOf(head[:n])
+	if !ok {
+		return errors.New("UKI .initrd: not a zstd, gzip or newc cpio archive")
+	}
+	im.cpio(initrd, codec)
+	return nil
+}
+
+func (im *Image) cpio(r *io.SectionReader, codec string) {
+	im.layer("cpio (" + codec + ")")
+	im.kind = rootCPIO
+	im.open = func() (io.Reader, func(), error) {
+		if _, err := r.Seek(0, io.SeekStart); err != nil {
+			return nil, nil, err
+		}
+		d, closer, err := decompress(r)
+		return d, closer, err
+	}
+}
+
+// Missing is returned by ReadFile for a file the image does not hold.
+type Missing struct{ Name string }
+
+func (e *Missing) Error() string { return "no /" + e.Name }
+
+// Symlink is returned by ReadFile when the name is a symbolic link.
+type Symlink struct{ Name, Target string }
+
+func (e *Symlink) Error() string { return "/" + e.Name + " is a symbolic link to " + e.Target }
+
+// ReadFiles reads the named regular files (paths from the root, with or
+// without a leading slash) in one pass over the root archive. Files that
+// do not exist are absent from the map; symbolic links are reported in
+// links, name → target, and not followed.
+func (im *Image) ReadFiles(names ...string) (files map[string][]byte, links map[string]string, err error) {
+	c := newCollector(names)
+	if len(c.want) == 0 {
+		return c.files, c.links, nil
+	}
+	r, closer, err := im.open()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer closer()
+	if im.kind == rootTar {
+		err = scanTar(r, c)
+	} else {
+		err = scanCPIO(r, c)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.files, c.links, nil
+}
+
+// ReadFile reads one file of the root; it fails with *Missing or
+// *Symlink when there is no regular file by that name.
+func (im *Image) ReadFile(name string) ([]byte, error) {
+	name = cleanName(name)
+	files, links, err := im.ReadFiles(name)
+	if err != nil {
+		return nil, err
+	}
+	if t, ok := links[name]; ok {
+		return nil, &Symlink{Name: name, Target: t}
+	}
+	data, ok := files[name]
+	if !ok {
+		return nil, &Missing{Name: name}
+	}
+	return data, nil
+}
+
+// Base is the image's file name, for messages.
+func (im *Image) Base() string { return filepath.Base(im.Path) }

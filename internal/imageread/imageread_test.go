@@ -1,0 +1,215 @@
+package imageread
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/keelos/keel/internal/imageread/imagetest"
+)
+
+var fixtureFiles = map[string]string{
+	"init":                     "#!init\n",
+	"etc/keel/build.toml":      "name = \"host\"\n",
+	"etc/keel/provenance.json": "{\"spec_sha256\": \"aa\"}\n",
+	"etc/keel/empty":           "",
+	"usr/bin/big":              strings.Repeat("0123456789abcdef", 70000), // > 1 MiB, spans zstd blocks
+	"usr/bin/same-as-toml":     "name = \"host\"\n",                       // a hard link in the cpio
+}
+
+func outputs(t *testing.T) map[string]string {
+	t.Helper()
+	dir := t.TempDir()
+	root, err := imagetest.Tree(filepath.Join(dir, "store"), fixtureFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs, err := imagetest.Outputs(dir, "host", root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return outs
+}
+
+func TestReadEveryFormat(t *testing.T) {
+	outs := outputs(t)
+	for _, format := range []string{FormatKernelInitrd, FormatTar, FormatUKI, FormatISOEFI, FormatRawEFI, FormatQcow2EFI} {
+		t.Run(format, func(t *testing.T) {
+			im, err := Open(outs[format])
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer im.Close()
+			if im.Format != format {
+				t.Errorf("format %q, want %q (layers %v)", im.Format, format, im.Layers)
+			}
+			names := []string{"/etc/keel/build.toml", "etc/keel/provenance.json", "etc/keel/empty", "usr/bin/big", "usr/bin/same-as-toml", "etc/keel/nope"}
+			files, _, err := im.ReadFiles(names...)
+			if err != nil {
+				t.Fatalf("ReadFiles (layers %v): %v", im.Layers, err)
+			}
+			for _, n := range names[:5] {
+				n = strings.TrimPrefix(n, "/")
+				got, ok := files[n]
+				if !ok {
+					t.Errorf("%s missing", n)
+				} else if string(got) != fixtureFiles[n] {
+					t.Errorf("%s: %d bytes, want %d", n, len(got), len(fixtureFiles[n]))
+				}
+			}
+			if _, ok := files["etc/keel/nope"]; ok {
+				t.Error("a file that does not exist was found")
+			}
+			var missing *Missing
+			if _, err := im.ReadFile("etc/keel/nope"); !errors.As(err, &missing) {
+				t.Errorf("ReadFile of a missing file: %v", err)
+			}
+		})
+	}
+}
+
+func TestKernelPathReadsInitrd(t *testing.T) {
+	outs := outputs(t)
+	kernel := strings.TrimSuffix(outs[FormatKernelInitrd], "-initrd.img") + "-kernel"
+	im, err := Open(kernel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Close()
+	if data, err := im.ReadFile("etc/keel/build.toml"); err != nil || string(data) != fixtureFiles["etc/keel/build.toml"] {
+		t.Fatalf("%q, %v", data, err)
+	}
+}
+
+func TestNotAnImage(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "x")
+	os.WriteFile(p, []byte("hello, world"), 0o644)
+	if _, err := Open(p); !errors.Is(err, ErrNotImage) {
+		t.Fatalf("got %v, want ErrNotImage", err)
+	}
+}
+
+func readAll(t *testing.T, r io.ReaderAt, size int64) []byte {
+	t.Helper()
+	buf := make([]byte, size)
+	if n, err := r.ReadAt(buf, 0); n != len(buf) {
+		t.Fatalf("read %d of %d: %v", n, size, err)
+	}
+	return buf
+}
+
+// TestQcow2MatchesQemuImg compares the reader with qemu-img, on keel's own
+// qcow2 and on one qemu-img wrote (whose layout keel's writer does not
+// share: other allocation order, zero clusters).
+func TestQcow2MatchesQemuImg(t *testing.T) {
+	qemuImg, err := exec.LookPath("qemu-img")
+	if err != nil {
+		t.Skip("qemu-img not installed")
+	}
+	outs := outputs(t)
+	dir := t.TempDir()
+	raw, err := os.ReadFile(outs[FormatRawEFI])
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(qemuImg, args...).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img %v: %v\n%s", args, err, out)
+		}
+	}
+	ours := outs[FormatQcow2EFI]
+	theirs := filepath.Join(dir, "theirs.qcow2")
+	run("convert", "-f", "raw", "-O", "qcow2", outs[FormatRawEFI], theirs)
+	for _, p := range []string{ours, theirs} {
+		conv := filepath.Join(dir, "conv.raw")
+		run("convert", "-f", "qcow2", "-O", "raw", p, conv)
+		want, err := os.ReadFile(conv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(want, raw) {
+			t.Fatalf("%s: qemu-img's raw differs from the original", p)
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := NewQcow2(f)
+		if err != nil {
+			f.Close()
+			t.Fatalf("%s: %v", p, err)
+		}
+		if q.Size() != int64(len(want)) {
+			t.Fatalf("%s: size %d, qemu-img gives %d", p, q.Size(), len(want))
+		}
+		if got := readAll(t, q, q.Size()); !bytes.Equal(got, want) {
+			t.Fatalf("%s: reader output differs from qemu-img convert -O raw", p)
+		}
+		// Unaligned reads across cluster boundaries and past the end.
+		part := make([]byte, 100000)
+		if n, err := q.ReadAt(part, 65536-7); n != len(part) || err != nil || !bytes.Equal(part, want[65536-7:65536-7+len(part)]) {
+			t.Fatalf("%s: unaligned read: %d %v", p, n, err)
+		}
+		if n, err := q.ReadAt(part, q.Size()-10); n != 10 || err != io.EOF {
+			t.Fatalf("%s: read past end: %d %v", p, n, err)
+		}
+		f.Close()
+	}
+}
+
+func TestSectionNamed(t *testing.T) {
+	for _, c := range []struct {
+		field string
+		want  bool
+	}{
+		{".initrd\x00", true},
+		{".initrd\x1f", true}, // arm64 NOP padding left in the name field
+		{".initrd2", false},
+		{".initr\x00\x00", false},
+		{".linux\x00\x00", false},
+	} {
+		if got := sectionNamed([]byte(c.field), ".initrd"); got != c.want {
+			t.Errorf("%q: %v, want %v", c.field, got, c.want)
+		}
+	}
+}
+
+// TestFAT32ESP covers ESPs of 64 MiB and more, which keel formats FAT32.
+func TestFAT32ESP(t *testing.T) {
+	dir := t.TempDir()
+	root, err := imagetest.Tree(filepath.Join(dir, "store"), fixtureFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs, err := imagetest.Outputs(dir, "host", root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ukiData, err := os.ReadFile(outs[FormatUKI])
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "big.raw")
+	if err := imagetest.EFIDisk(p, ukiData, 80<<20); err != nil {
+		t.Fatal(err)
+	}
+	im, err := Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Close()
+	var bs [512]byte
+	im.f.ReadAt(bs[:], 1<<20)
+	if !bytes.Contains(bs[:], []byte("FAT32")) {
+		t.Fatalf("ESP is not FAT32")
+	}
+	if data, err := im.ReadFile("etc/keel/build.toml"); err != nil || string(data) != fixtureFiles["etc/keel/build.toml"] {
+		t.Fatalf("%q, %v", data, err)
+	}
+}
