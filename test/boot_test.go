@@ -5,6 +5,8 @@ package test
 
 import (
 	"context"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keelos/keel/internal/build"
+	"github.com/keelos/keel/internal/debian"
 	"github.com/keelos/keel/internal/qemu"
 )
 
@@ -151,6 +154,14 @@ func bootReference(t *testing.T, image string, exercise bool) {
 		}
 		expect(regexp.MustCompile(`inet 10\.0\.2\.15/24`))
 		expect(regexp.MustCompile(`nameserver 10\.0\.2\.3`))
+		// And names resolve through it: the Debian mirror's host, which
+		// this machine's own resolver knows since it builds from there.
+		if host := mirrorHost(t); host != "" {
+			if err := m.Send("nslookup " + host + "\n"); err != nil {
+				t.Fatal(err)
+			}
+			expect(regexp.MustCompile(`Name:\s+` + regexp.QuoteMeta(host) + `\s+Address:\s*[0-9a-f.:]+`))
+		}
 		if err := m.Send("kill -9 $(keel-ctl pid ntpd)\n"); err != nil {
 			t.Fatal(err)
 		}
@@ -159,6 +170,11 @@ func bootReference(t *testing.T, image string, exercise bool) {
 			t.Fatal(err)
 		}
 		expect(regexp.MustCompile(`(?m)^ntpd\s+running\s+\d+\s+1\b`))
+		// The restarted ntpd is in its own cgroup with build.toml's limits.
+		if err := m.Send("cd /sys/fs/cgroup/keel/ntpd && echo cg $(cat memory.max) $(cat cpu.max) $(cat pids.max) && grep -c . cgroup.procs; cd\n"); err != nil {
+			t.Fatal(err)
+		}
+		expect(regexp.MustCompile(`cg 67108864 50000 100000 32\s+[1-9]`))
 	}
 
 	if err := m.Powerdown(); err != nil {
@@ -169,6 +185,24 @@ func bootReference(t *testing.T, image string, exercise bool) {
 	if err := m.Wait(); err != nil {
 		t.Fatalf("%s: %v", filepath.Base(image), err)
 	}
+}
+
+// mirrorHost is the host name of the Debian mirror the build used, or ""
+// when it is an IP address (nothing to resolve).
+func mirrorHost(t *testing.T) string {
+	t.Helper()
+	mirror, err := debian.MirrorFromHost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(mirror)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if net.ParseIP(u.Hostname()) != nil {
+		return ""
+	}
+	return u.Hostname()
 }
 
 func tail(s string, n int) string {

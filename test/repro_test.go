@@ -106,3 +106,36 @@ func sortedNames(ms ...map[string]string) []string {
 	sort.Strings(names)
 	return names
 }
+
+// TestVerifyReproducibleFlagSlow runs `keel build --verify-reproducible`,
+// which builds a second time from an empty cache under another umask and
+// time zone and compares every output, on the minimal example.
+func TestVerifyReproducibleFlagSlow(t *testing.T) {
+	t.Parallel()
+	keel := keelBinary(t)
+	spec, err := filepath.Abs("../examples/minimal.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	out := filepath.Join(work, "out")
+	cmd := exec.Command(keel, "build", "--verify-reproducible", "--cache", filepath.Join(work, "cache"),
+		"--dir", out, "--arch", "amd64", "--format", "kernel+initrd,uki", spec)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdout, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("keel build --verify-reproducible: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "reproducible: 5 outputs bit-identical") {
+		t.Errorf("no verdict for 5 outputs on stderr:\n%s", stderr.String())
+	}
+	for _, name := range []string{"minimal-amd64-kernel", "minimal-amd64-initrd.img", "minimal-amd64.efi"} {
+		if !strings.Contains(string(stdout), filepath.Join(out, name)) {
+			t.Errorf("stdout does not list %s:\n%s", name, stdout)
+		}
+		if _, err := os.Stat(filepath.Join(out, name)); err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 func newBuildCmd() *cobra.Command {
 	var opts build.Options
+	var verify bool
 	cmd := &cobra.Command{
 		Use:   "build [SPEC...]",
 		Short: "Build OS images from spec files (default ./build.toml)",
@@ -20,7 +21,8 @@ func newBuildCmd() *cobra.Command {
 writes the requested output formats to --dir as NAME-ARCH-… files.`,
 		Example: `  keel build
   keel build --format iso-efi,qcow2-efi --dir out build.toml prod.toml
-  keel build --dry-run build.toml extra.toml`,
+  keel build --dry-run build.toml extra.toml
+  keel build --verify-reproducible --format iso-efi`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Specs = args
 			if len(opts.Specs) == 0 {
@@ -38,12 +40,19 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 			if opts.DryRun {
 				return dryRun(cmd, opts)
 			}
-			res, err := build.Run(cmd.Context(), opts)
+			run := build.Run
+			if verify {
+				run = build.Verify
+			}
+			res, err := run(cmd.Context(), opts)
 			if err != nil {
 				return err
 			}
 			for _, o := range res.Outputs {
 				fmt.Fprintln(cmd.OutOrStdout(), o.Path)
+			}
+			if verify {
+				fmt.Fprintf(cmd.ErrOrStderr(), "reproducible: %d outputs bit-identical in a second build from an empty cache\n", len(res.Outputs))
 			}
 			return nil
 		},
@@ -55,6 +64,7 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 	f.StringVar(&opts.Size, "size", "", "disk image size, like 1GiB (default: the spec's, else fit)")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print the merged, resolved spec and stop")
 	f.BoolVar(&opts.Locked, "locked", false, "fail if any input differs from build.lock")
+	f.BoolVar(&verify, "verify-reproducible", false, "build a second time from an empty cache (other umask and time zone) and fail at the first output that differs")
 	f.BoolVar(&opts.Pull, "pull", false, "re-resolve registry references instead of using the cache")
 	return cmd
 }

@@ -63,12 +63,20 @@ func (b *builder) logf(format string, args ...any) {
 	b.opts.Log.Info(fmt.Sprintf(format, args...))
 }
 
-func (b *builder) buildArch(ctx context.Context, arch string) ([]Output, error) {
+func (b *builder) buildArch(ctx context.Context, arch string) ([]Output, []fstree.Entry, error) {
 	sys, err := b.assemble(ctx, arch)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return b.writeOutputs(ctx, sys)
+	outs, err := b.writeOutputs(ctx, sys)
+	if err != nil {
+		return nil, nil, err
+	}
+	var root []fstree.Entry
+	for _, e := range sys.root.Entries() {
+		root = append(root, *e)
+	}
+	return outs, root, nil
 }
 
 // tree returns the flattened file tree of an image, built once per digest.

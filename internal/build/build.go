@@ -41,6 +41,10 @@ type Options struct {
 // Result lists what a build wrote.
 type Result struct {
 	Outputs []Output
+	// Roots holds each architecture's assembled root file system, in
+	// the order the writers lay it out, so two builds can be compared file
+	// by file rather than only byte by byte.
+	Roots map[string][]fstree.Entry
 }
 
 // Output is one written file.
@@ -126,13 +130,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("output directory: %w", err)
 	}
 	b := &builder{spec: s, opts: opts, store: store, resolver: res, packages: pb, epoch: epoch, trees: map[string]*fstree.Tree{}}
-	result := &Result{}
+	result := &Result{Roots: map[string][]fstree.Entry{}}
 	for _, arch := range s.Arch {
-		outs, err := b.buildArch(ctx, arch)
+		outs, root, err := b.buildArch(ctx, arch)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", arch, err)
 		}
 		result.Outputs = append(result.Outputs, outs...)
+		result.Roots[arch] = root
 	}
 	return result, nil
 }

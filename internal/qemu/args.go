@@ -95,9 +95,7 @@ func (p *plan) args() ([]string, error) {
 		if p.img.Initrd != "" {
 			add("-initrd", p.img.Initrd)
 		}
-		cmdline := strings.Join(strings.Fields(strings.Join([]string{
-			p.img.Cmdline, "console=" + console, "panic=-1", p.opts.Cmdline}, " ")), " ")
-		add("-append", cmdline)
+		add("-append", kernelCmdline(p.img.Cmdline, console, p.opts.Cmdline))
 	case FormatUKI:
 		// A read-only virtual FAT drive holding the UKI at the removable
 		// media path: the firmware finds and starts it with no boot entry.
@@ -163,7 +161,8 @@ func isPort(s string) bool {
 }
 
 // chooseAccel resolves Options.Accel: KVM only for a guest of the host's
-// architecture and when /dev/kvm can be opened.
+// architecture, when /dev/kvm can be opened and, on x86, when the CPU
+// offers hardware virtualization.
 func chooseAccel(want, arch string) (string, error) {
 	switch want {
 	case "tcg":
@@ -174,16 +173,67 @@ func chooseAccel(want, arch string) (string, error) {
 		}
 		return "kvm", nil
 	case "":
-		if arch != runtime.GOARCH {
+		if arch != runtime.GOARCH || !kvmUsable() {
 			return "tcg", nil
 		}
-		f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-		if err != nil {
-			return "tcg", nil
-		}
-		f.Close()
 		return "kvm", nil
 	default:
 		return "", fmt.Errorf("accel %q: want kvm, tcg or empty", want)
 	}
+}
+
+// kvmUsable reports whether /dev/kvm can run an ordinary guest. An x86
+// host whose CPU flags lack vmx and svm may still have a /dev/kvm (a
+// paravirtual one such as kvm-pvm, inside a cloud sandbox) that opens
+// but cannot run an unmodified kernel: the guest stalls without a word
+// on its console, so such a host gets TCG.
+func kvmUsable() bool {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	if runtime.GOARCH != "amd64" {
+		return true
+	}
+	cpuinfo, err := os.ReadFile("/proc/cpuinfo")
+	return err == nil && hasVirtFlag(string(cpuinfo))
+}
+
+// hasVirtFlag reports whether a /proc/cpuinfo lists vmx or svm.
+func hasVirtFlag(cpuinfo string) bool {
+	for line := range strings.Lines(cpuinfo) {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(k) != "flags" {
+			continue
+		}
+		for _, f := range strings.Fields(v) {
+			if f == "vmx" || f == "svm" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// kernelCmdline is the image's command line with the serial console last
+// (the last console= is /dev/console, which init's output goes to) and a
+// panic that ends the machine, unless the image says so already, then
+// the user's extra arguments.
+func kernelCmdline(image, console, extra string) string {
+	args := strings.Fields(image)
+	lastConsole, panics := "", false
+	for _, a := range args {
+		if c, ok := strings.CutPrefix(a, "console="); ok {
+			lastConsole = c
+		}
+		panics = panics || strings.HasPrefix(a, "panic=")
+	}
+	if lastConsole != console {
+		args = append(args, "console="+console)
+	}
+	if !panics {
+		args = append(args, "panic=-1")
+	}
+	return strings.Join(append(args, strings.Fields(extra)...), " ")
 }

@@ -168,3 +168,32 @@ func freePort(t *testing.T) string {
 	defer ln.Close()
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
+
+func TestHasVirtFlag(t *testing.T) {
+	for _, tc := range []struct {
+		cpuinfo string
+		want    bool
+	}{
+		{"processor\t: 0\nflags\t\t: fpu vme de pse vmx sse\n", true},
+		{"processor\t: 0\nflags\t\t: fpu svm lm\n", true},
+		{"processor\t: 0\nflags\t\t: fpu vme de pse hypervisor lm\nvmx flags\t: ept\n", false},
+		{"", false},
+	} {
+		if got := hasVirtFlag(tc.cpuinfo); got != tc.want {
+			t.Errorf("hasVirtFlag(%q) = %v, want %v", tc.cpuinfo, got, tc.want)
+		}
+	}
+}
+
+func TestKernelCmdline(t *testing.T) {
+	for _, tc := range []struct{ image, extra, want string }{
+		{"", "", "console=ttyS0 panic=-1"},
+		{"console=tty0 console=ttyS0 panic=-1", "", "console=tty0 console=ttyS0 panic=-1"},
+		{"console=ttyS0 console=tty0 quiet", "debug", "console=ttyS0 console=tty0 quiet console=ttyS0 panic=-1 debug"},
+		{"panic=10", "", "panic=10 console=ttyS0"},
+	} {
+		if got := kernelCmdline(tc.image, "ttyS0", tc.extra); got != tc.want {
+			t.Errorf("kernelCmdline(%q, %q) = %q, want %q", tc.image, tc.extra, got, tc.want)
+		}
+	}
+}

@@ -285,6 +285,7 @@ func namespacesOf(cfg spec.Config) ([]specs.LinuxNamespace, error) {
 		{specs.NetworkNamespace, cfg.Net},
 		{specs.IPCNamespace, cfg.Ipc},
 		{specs.UTSNamespace, cfg.Uts},
+		{specs.CgroupNamespace, cfg.Cgroup},
 	} {
 		v := "new"
 		if n.val != nil && *n.val != "" {
@@ -300,7 +301,7 @@ func namespacesOf(cfg spec.Config) ([]specs.LinuxNamespace, error) {
 			return nil, fmt.Errorf("%s namespace %q: want new, host or an absolute path", n.typ, v)
 		}
 	}
-	return append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace}), nil
+	return ns, nil
 }
 
 func hasNamespace(ns []specs.LinuxNamespace, t specs.LinuxNamespaceType) bool {

@@ -101,6 +101,15 @@ func TestNamespaces(t *testing.T) {
 	if i := slices.IndexFunc(s.Mounts, func(m specs.Mount) bool { return m.Destination == "/sys" }); s.Mounts[i].Type != "bind" {
 		t.Errorf("/sys mount = %+v, want a bind", s.Mounts[i])
 	}
+	// A container runtime (containerd) reads its containers' cgroups from
+	// /proc/PID/cgroup: it shares the host's cgroup namespace.
+	s, err = Generate("a", KindService, spec.Config{Command: []string{"/x"}, Cgroup: ptr("host")}, v1.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.ContainsFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.CgroupNamespace }) {
+		t.Errorf("cgroup = host: namespaces %+v include a new cgroup namespace", s.Linux.Namespaces)
+	}
 	if _, err := Generate("a", KindService, spec.Config{Command: []string{"/x"}, Pid: ptr("sideways")}, v1.Config{}); err == nil {
 		t.Error("bad namespace value: want an error")
 	}

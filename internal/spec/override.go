@@ -19,6 +19,7 @@ func (c Config) Override(over Config) Config {
 	setPtr(&c.Pid, over.Pid)
 	setPtr(&c.Ipc, over.Ipc)
 	setPtr(&c.Uts, over.Uts)
+	setPtr(&c.Cgroup, over.Cgroup)
 	setPtr(&c.Readonly, over.Readonly)
 	setPtr(&c.UID, over.UID)
 	setPtr(&c.GID, over.GID)

@@ -92,6 +92,7 @@ type Config struct {
 	Pid             *string           `toml:"pid,omitempty" json:"pid,omitempty"`
 	Ipc             *string           `toml:"ipc,omitempty" json:"ipc,omitempty"`
 	Uts             *string           `toml:"uts,omitempty" json:"uts,omitempty"`
+	Cgroup          *string           `toml:"cgroup,omitempty" json:"cgroup,omitempty"` // the cgroup namespace: "new" (default) | "host" | path
 	Readonly        *bool             `toml:"readonly,omitempty" json:"readonly,omitempty"`
 	UID             *uint32           `toml:"uid,omitempty" json:"uid,omitempty"`
 	GID             *uint32           `toml:"gid,omitempty" json:"gid,omitempty"`

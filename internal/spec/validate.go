@@ -201,7 +201,7 @@ func (l *located) checkConfig(p keyPath, c *Config) {
 	for _, ns := range []struct {
 		key string
 		v   *string
-	}{{"net", c.Net}, {"pid", c.Pid}, {"ipc", c.Ipc}, {"uts", c.Uts}} {
+	}{{"net", c.Net}, {"pid", c.Pid}, {"ipc", c.Ipc}, {"uts", c.Uts}, {"cgroup", c.Cgroup}} {
 		if ns.v == nil || slices.Contains(namespaceValues, *ns.v) {
 			continue
 		}

@@ -57,11 +57,16 @@ func stage() error {
 	if err := joinNamespaces(s.Linux.Namespaces); err != nil {
 		return err
 	}
+	clones, err := cloneSharedBinds(s)
+	if err != nil {
+		return err
+	}
+	defer closeClones(clones)
 	root, err := prepareRoot(cfg)
 	if err != nil {
 		return err
 	}
-	if err := mountAll(root, s); err != nil {
+	if err := mountAll(root, s, clones); err != nil {
 		return err
 	}
 	if err := pivot(root); err != nil {

@@ -245,3 +245,61 @@ func TestContainerStartErrorReported(t *testing.T) {
 		t.Errorf("err = %v, want one naming /bin/nope", res.err)
 	}
 }
+
+// TestContainerSharedBindPropagatesMounts checks that a file system a
+// container mounts under an rshared bind appears on the host, as the
+// mount service's data disk must, and that under a plain bind it does not.
+func TestContainerSharedBindPropagatesMounts(t *testing.T) {
+	host := t.TempDir()
+	if err := unix.Mount("tmpfs", host, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(host, unix.MNT_DETACH) })
+	if err := unix.Mount("", host, "", unix.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		bind       string
+		propagates bool
+	}{
+		{":/shared:rshared", true},
+		{":/shared", false},
+	} {
+		sub := filepath.Join(host, fmt.Sprint(tc.propagates))
+		if err := os.Mkdir(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		res := runProbe(t, "shared-"+fmt.Sprint(tc.propagates), spec.Config{
+			Binds:        []string{host + tc.bind},
+			Capabilities: []string{"CAP_SYS_ADMIN"},
+			Env:          []string{"PROBE_MOUNT=/shared/" + filepath.Base(sub)},
+		})
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		if res.out["mount"] != "<nil>" {
+			t.Fatalf("bind %s: mount in the container: %s", tc.bind, res.out["mount"])
+		}
+		mounted := isMountpoint(t, sub)
+		if mounted {
+			unix.Unmount(sub, unix.MNT_DETACH)
+		}
+		if mounted != tc.propagates {
+			t.Errorf("bind %s: the container's mount reached the host: %v, want %v", tc.bind, mounted, tc.propagates)
+		}
+	}
+}
+
+func isMountpoint(t *testing.T, p string) bool {
+	t.Helper()
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := range strings.Lines(string(mi)) {
+		if f := strings.Fields(l); len(f) > 4 && f[4] == p {
+			return true
+		}
+	}
+	return false
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -55,15 +56,54 @@ func parseOptions(opts []string) (flags uintptr, prop []uintptr, data string) {
 	return flags, prop, strings.Join(extra, ",")
 }
 
-// mountAll performs the spec's mounts under root, in order.
-func mountAll(root string, s *specs.Spec) error {
+// cloneSharedBinds clones, while / is still a peer of the host's, the
+// source of every bind that asks for shared propagation, keyed by its
+// index in s.Mounts. A bind made after prepareRoot turns / rslave would be
+// a slave of the host mount and, made shared, would start a peer group of
+// its own, so a file system mounted under it (the data disk the mount
+// service mounts on /var/lib/containerd) would never reach the host. A
+// clone taken now stays in the host mount's peer group: what runc's
+// rootfsPropagation "shared" arranges, without letting the container's
+// other mounts (its root, its /proc) leak out.
+func cloneSharedBinds(s *specs.Spec) (map[int]int, error) {
+	clones := map[int]int{}
+	for i, m := range s.Mounts {
+		flags, prop, _ := parseOptions(m.Options)
+		if flags&unix.MS_BIND == 0 && m.Type != "bind" || !slices.ContainsFunc(prop, isShared) {
+			continue
+		}
+		how := unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC
+		if flags&unix.MS_REC != 0 {
+			how |= unix.AT_RECURSIVE
+		}
+		fd, err := unix.OpenTree(unix.AT_FDCWD, m.Source, uint(how))
+		if err != nil {
+			closeClones(clones)
+			return nil, fmt.Errorf("bind %s on %s: cloning the shared source: %w", m.Source, m.Destination, err)
+		}
+		clones[i] = fd
+	}
+	return clones, nil
+}
+
+func isShared(p uintptr) bool { return p&unix.MS_SHARED != 0 }
+
+func closeClones(clones map[int]int) {
+	for _, fd := range clones {
+		unix.Close(fd)
+	}
+}
+
+// mountAll performs the spec's mounts under root, in order; clones are
+// the binds cloneSharedBinds prepared.
+func mountAll(root string, s *specs.Spec, clones map[int]int) error {
 	devices, err := hostDevices(s)
 	if err != nil {
 		return err
 	}
 	devices = append(append([]specs.LinuxDevice(nil), s.Linux.Devices...), devices...)
 	devDone := false
-	for _, m := range s.Mounts {
+	for i, m := range s.Mounts {
 		dst := filepath.Join(root, filepath.Clean("/"+m.Destination))
 		flags, prop, data := parseOptions(m.Options)
 		isBind := flags&unix.MS_BIND != 0 || m.Type == "bind"
@@ -72,7 +112,14 @@ func mountAll(root string, s *specs.Spec) error {
 			if err := makeMountpoint(m.Source, dst); err != nil {
 				return fmt.Errorf("mount %s: %w", m.Destination, err)
 			}
-			if err := unix.Mount(m.Source, dst, "", flags&(unix.MS_BIND|unix.MS_REC), ""); err != nil {
+			if fd, ok := clones[i]; ok {
+				err := unix.MoveMount(fd, "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH)
+				unix.Close(fd)
+				delete(clones, i)
+				if err != nil {
+					return fmt.Errorf("bind %s on %s: %w", m.Source, m.Destination, err)
+				}
+			} else if err := unix.Mount(m.Source, dst, "", flags&(unix.MS_BIND|unix.MS_REC), ""); err != nil {
 				return fmt.Errorf("bind %s on %s: %w", m.Source, m.Destination, err)
 			}
 			// Bind mounts take their other flags only on a remount.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 )
 
 func main() {
@@ -43,4 +44,7 @@ func main() {
 	fmt.Printf("cwd=%s\n", wd)
 	_, err = os.Stat("/dev/null")
 	fmt.Printf("devnull=%v\n", err == nil)
+	if p := os.Getenv("PROBE_MOUNT"); p != "" {
+		fmt.Printf("mount=%v\n", syscall.Mount("tmpfs", p, "tmpfs", 0, "size=1m"))
+	}
 }
