@@ -53,7 +53,8 @@ func referenceImages(t *testing.T, arch string, formats ...string) string {
 	return b.dir
 }
 
-var amd64Formats = []string{"kernel+initrd", "iso-efi", "raw-efi", "qcow2-efi"}
+var amd64Formats = []string{"kernel+initrd", "iso-efi", "raw-efi", "qcow2-efi",
+	"vhd", "dynamic-vhd", "vhdx", "vmdk", "ova", "gce", "aws"}
 
 func TestBootReferenceAmd64KernelInitrdSlow(t *testing.T) {
 	t.Parallel()
@@ -77,6 +78,27 @@ func TestBootReferenceAmd64Qcow2EFISlow(t *testing.T) {
 	t.Parallel()
 	dir := referenceImages(t, "amd64", amd64Formats...)
 	bootReference(t, filepath.Join(dir, "host-amd64-efi.qcow2"), false)
+}
+
+// The cloud formats hold the same disk; QEMU reads VHD and VMDK itself.
+func TestBootReferenceAmd64VHDSlow(t *testing.T) {
+	t.Parallel()
+	dir := referenceImages(t, "amd64", amd64Formats...)
+	bootReference(t, filepath.Join(dir, "host-amd64.vhd"), false)
+}
+
+func TestBootReferenceAmd64VMDKSlow(t *testing.T) {
+	t.Parallel()
+	dir := referenceImages(t, "amd64", amd64Formats...)
+	bootReference(t, filepath.Join(dir, "host-amd64.vmdk"), false)
+}
+
+// The whole-GiB cloud disk: the aws output, byte for byte the disk.raw of
+// the gce one (TestCloudFormatsPassExternalChecks compares them).
+func TestBootReferenceAmd64CloudDiskSlow(t *testing.T) {
+	t.Parallel()
+	dir := referenceImages(t, "amd64", amd64Formats...)
+	bootReference(t, filepath.Join(dir, "host-amd64-aws.raw"), false)
 }
 
 func TestBootReferenceArm64RawEFISlow(t *testing.T) {

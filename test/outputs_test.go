@@ -70,7 +70,11 @@ func TestReferenceOutputsPassExternalChecks(t *testing.T) {
 	// kind of output.
 	t.Run("inspect", func(t *testing.T) {
 		keel := keelBinary(t)
-		for _, img := range []string{iso, qcow, raw, filepath.Join(dir, "host-amd64-kernel")} {
+		imgs := []string{iso, qcow, raw, filepath.Join(dir, "host-amd64-kernel")}
+		for _, f := range []string{".vhd", "-dynamic.vhd", ".vhdx", ".vmdk", ".ova", "-gce.tar.gz", "-aws.raw"} {
+			imgs = append(imgs, filepath.Join(dir, "host-amd64"+f))
+		}
+		for _, img := range imgs {
 			out := tool(t, keel, "inspect", img)
 			for _, want := range []string{"name = \"host\"", "build.lock:", "SBOM host-amd64", "image service  sshd", "kernel         linux"} {
 				if !strings.Contains(out, want) {

@@ -13,7 +13,7 @@ import (
 )
 
 // supportedFormats are the output formats this build of keel writes.
-var supportedFormats = []string{"kernel+initrd", "tar", "uki", "iso-efi", "raw-efi", "qcow2-efi"}
+var supportedFormats = append([]string{"kernel+initrd", "tar", "uki", "iso-efi"}, diskFormats...)
 
 // writeAtomic writes path through a temporary file in the same directory
 // and renames it into place only when write succeeded, so a failed build
@@ -84,7 +84,7 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 	record("sbom", base+sbom.FileSuffix, n)
 
 	var initrd []byte
-	if has("kernel+initrd", "uki", "iso-efi", "raw-efi", "qcow2-efi") {
+	if has(append([]string{"kernel+initrd", "uki", "iso-efi"}, diskFormats...)...) {
 		b.logf("%s: writing initramfs", sys.arch)
 		var buf bytes.Buffer
 		if err := writeInitramfs(&buf, sys.root, b.epoch); err != nil {
@@ -111,7 +111,7 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 		}
 		record("tar", base+".tar", n)
 	}
-	if !has("uki", "iso-efi", "raw-efi", "qcow2-efi") {
+	if !has(append([]string{"uki", "iso-efi"}, diskFormats...)...) {
 		return outs, nil
 	}
 	stub, err := b.efiStub(ctx, sys.arch)
@@ -144,39 +144,9 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 		}
 		record("iso-efi", p, n)
 	}
-	if has("raw-efi", "qcow2-efi") {
-		size, err := b.diskSize()
-		if err != nil {
+	if has(diskFormats...) {
+		if err := b.writeDisks(sys, base, bootName, uki.Bytes(), has, record); err != nil {
 			return nil, err
-		}
-		rawPath := base + "-efi.raw"
-		keepRaw := has("raw-efi")
-		if !keepRaw {
-			rawPath = base + "-efi.raw.keel-tmp"
-		}
-		n, err := writeAtomic(rawPath, func(f *os.File) error {
-			return writeEFIDisk(f, bootName, uki.Bytes(), size, b.spec.Name+"-"+sys.arch, b.epoch)
-		})
-		if err != nil {
-			return nil, err
-		}
-		if keepRaw {
-			record("raw-efi", rawPath, n)
-		} else {
-			defer os.Remove(rawPath)
-		}
-		if has("qcow2-efi") {
-			p := base + "-efi.qcow2"
-			src, err := os.Open(rawPath)
-			if err != nil {
-				return nil, err
-			}
-			defer src.Close()
-			n, err := writeAtomic(p, func(f *os.File) error { return writeQcow2(f, src, n) })
-			if err != nil {
-				return nil, err
-			}
-			record("qcow2-efi", p, n)
 		}
 	}
 	return outs, nil

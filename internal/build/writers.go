@@ -9,12 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keelos/keel/internal/disk"
 	"github.com/keelos/keel/internal/fat"
 	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/initramfs"
 	"github.com/keelos/keel/internal/iso9660"
-	"github.com/keelos/keel/internal/qcow2"
 	"github.com/keelos/keel/internal/uki"
 )
 
@@ -95,20 +93,4 @@ func volumeID(name string) string {
 		id = id[:32]
 	}
 	return id
-}
-
-// writeEFIDisk writes a GPT disk whose ESP holds the UKI at the fallback
-// path. size 0 fits the disk to its content.
-func writeEFIDisk(f *os.File, bootName string, ukiData []byte, size int64, name string, epoch time.Time) error {
-	return disk.WriteEFI(f, disk.EFIOptions{
-		Seed:     seed(name, ukiData),
-		ESPFiles: []fat.File{bytesFile(bootName, ukiData)},
-		ESPLabel: "ESP",
-		Epoch:    epoch,
-		Size:     size,
-	})
-}
-
-func writeQcow2(w io.Writer, src io.ReaderAt, size int64) error {
-	return qcow2.Write(w, src, size)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keelos/keel/internal/fat"
+	"github.com/keelos/keel/internal/tooltest"
 )
 
 func opts() EFIOptions {
@@ -39,15 +39,6 @@ func build(t *testing.T, p string, o EFIOptions) {
 	}
 }
 
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 func TestEFIDiskPassesSgdiskAndFsck(t *testing.T) {
 	dir := t.TempDir()
 	img := filepath.Join(dir, "a.raw")
@@ -58,22 +49,22 @@ func TestEFIDiskPassesSgdiskAndFsck(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	v := run(t, "sgdisk", "-v", img)
+	v := tooltest.Run(t, "sgdisk", "-v", img)
 	if !strings.Contains(v, "No problems found") {
 		t.Errorf("sgdisk -v:\n%s", v)
 	}
-	p := run(t, "sgdisk", "-p", img)
+	p := tooltest.Run(t, "sgdisk", "-p", img)
 	if !strings.Contains(p, "EF00") || !strings.Contains(p, "8304") || !strings.Contains(p, GUID(o.Seed, "disk")) {
 		t.Errorf("sgdisk -p:\n%s", p)
 	}
-	if i := run(t, "sgdisk", "-i", "1", img); !strings.Contains(i, GUID(o.Seed, "partition 1")) || !strings.Contains(i, "First sector: 2048 ") {
+	if i := tooltest.Run(t, "sgdisk", "-i", "1", img); !strings.Contains(i, GUID(o.Seed, "partition 1")) || !strings.Contains(i, "First sector: 2048 ") {
 		t.Errorf("sgdisk -i 1:\n%s", i)
 	}
 
 	esp := filepath.Join(dir, "esp.img")
-	run(t, "dd", "if="+img, "of="+esp, "bs=1M", "skip=1", "count="+itoa(l.Partitions[0].Size>>20), "status=none")
-	run(t, "fsck.vfat", "-n", esp)
-	if list := run(t, "mdir", "-i", esp, "::EFI/BOOT"); !strings.Contains(list, "BOOTX64  EFI") {
+	tooltest.Run(t, "dd", "if="+img, "of="+esp, "bs=1M", "skip=1", "count="+itoa(l.Partitions[0].Size>>20), "status=none")
+	tooltest.Run(t, "fsck.vfat", "-n", esp)
+	if list := tooltest.Run(t, "mdir", "-i", esp, "::EFI/BOOT"); !strings.Contains(list, "BOOTX64  EFI") {
 		t.Errorf("mdir:\n%s", list)
 	}
 
@@ -103,7 +94,7 @@ func TestFixedSizeAndTooSmall(t *testing.T) {
 	if st, _ := os.Stat(img); st.Size() != 64<<20 {
 		t.Errorf("size %d", st.Size())
 	}
-	run(t, "sgdisk", "-v", img)
+	tooltest.Run(t, "sgdisk", "-v", img)
 
 	o = opts()
 	o.Size = 2 << 20

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keelos/keel/internal/tooltest"
 )
 
 func memFile(p string, data []byte) File {
@@ -48,15 +49,6 @@ func build(t *testing.T, dir, name string, size int64, files []File) string {
 	return p
 }
 
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 func TestImagesPassFsckAndMtools(t *testing.T) {
 	files := sampleFiles()
 	for _, tc := range []struct {
@@ -67,18 +59,18 @@ func TestImagesPassFsckAndMtools(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			img := build(t, dir, "a.img", tc.size, files)
-			fsck := run(t, "fsck.vfat", "-n", "-v", img)
+			fsck := tooltest.Run(t, "fsck.vfat", "-n", "-v", img)
 			if !strings.Contains(fsck, tc.kind) || strings.Contains(fsck, "Reclaimed") || strings.Contains(fsck, "Fixing") {
 				t.Errorf("fsck.vfat:\n%s", fsck)
 			}
-			list := run(t, "mdir", "-i", img, "-/", "::")
+			list := tooltest.Run(t, "mdir", "-i", img, "-/", "::")
 			for _, want := range []string{"BOOTX64  EFI", "keel with a long name.conf", "README", "KEEL"} {
 				if !strings.Contains(list, want) {
 					t.Errorf("mdir lacks %q:\n%s", want, list)
 				}
 			}
 			out := filepath.Join(dir, "boot.efi")
-			run(t, "mcopy", "-i", img, "::EFI/BOOT/BOOTX64.EFI", out)
+			tooltest.Run(t, "mcopy", "-i", img, "::EFI/BOOT/BOOTX64.EFI", out)
 			got, _ := os.ReadFile(out)
 			if !bytes.Equal(got, pattern(3<<20+17, 1)) {
 				t.Error("BOOTX64.EFI content differs")
@@ -133,7 +125,7 @@ func TestSizeFitsLargeContent(t *testing.T) {
 	}
 	size := Size(files)
 	img := build(t, t.TempDir(), "big.img", size, files)
-	run(t, "fsck.vfat", "-n", img)
+	tooltest.Run(t, "fsck.vfat", "-n", img)
 }
 
 func itoa(i int) string { return string(rune('0'+i/10)) + string(rune('0'+i%10)) }

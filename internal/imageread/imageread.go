@@ -5,19 +5,25 @@
 //
 // Each format is peeled down to the next by content, not by file name:
 // qcow2 → GPT disk → EFI system partition (FAT) → UKI → .initrd section →
-// compressed cpio; ISO 9660 → EFI/BOOT/EFIBOOT.IMG (FAT) → UKI → …; the
+// compressed cpio; VHD, VHDX, VMDK (also inside an OVA) and the GCE
+// tar.gz → the same GPT disk; ISO 9660 → EFI/BOOT/EFIBOOT.IMG (FAT) → UKI → …; the
 // tar holds the root directly. The archive holding the root is then
 // streamed once and only the files asked for are kept.
 package imageread
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/keelos/keel/internal/vhd"
+	"github.com/keelos/keel/internal/vmdk"
 )
 
 // Format names, as `keel build --format` spells them.
@@ -28,11 +34,17 @@ const (
 	FormatISOEFI       = "iso-efi"
 	FormatRawEFI       = "raw-efi"
 	FormatQcow2EFI     = "qcow2-efi"
+	FormatVHD          = "vhd"
+	FormatDynamicVHD   = "dynamic-vhd"
+	FormatVHDX         = "vhdx"
+	FormatVMDK         = "vmdk"
+	FormatOVA          = "ova"
+	FormatGCE          = "gce"
 )
 
 // ErrNotImage is wrapped by Open's error when the file is in none of the
 // formats keel writes.
-var ErrNotImage = errors.New("not a keel output: not an initramfs, tar, UKI, ISO, raw disk or qcow2")
+var ErrNotImage = errors.New("not a keel output: not an initramfs, tar, UKI, ISO, raw disk, qcow2, VHD, VHDX, VMDK, OVA or GCE image")
 
 // Image is an opened keel output.
 type Image struct {
@@ -108,6 +120,45 @@ func sniff(r io.ReaderAt, size int64) (head []byte, iso, tar bool) {
 func (im *Image) locate(r io.ReaderAt, size int64) error {
 	head, iso, isTar := sniff(r, size)
 	switch {
+	case bytes.HasPrefix(head, []byte("conectix")) || hasVHDFooter(r, size):
+		d, err := vhd.Open(r, size)
+		if err != nil {
+			return err
+		}
+		im.Format = FormatVHD
+		if d.Dynamic() {
+			im.Format = FormatDynamicVHD
+		}
+		im.layer("VHD")
+		return im.disk(d, d.Size())
+	case bytes.HasPrefix(head, []byte("vhdxfile")):
+		d, err := vhd.OpenVHDX(r, size)
+		if err != nil {
+			return err
+		}
+		im.Format = FormatVHDX
+		im.layer("VHDX")
+		return im.disk(d, d.Size())
+	case bytes.HasPrefix(head, []byte("KDMV")):
+		im.Format = FormatVMDK
+		return im.vmdk(r, size)
+	case isTar && isOVA(r, size):
+		im.Format = FormatOVA
+		im.layer("OVA")
+		sec, name, err := ovaDisk(r, size)
+		if err != nil {
+			return err
+		}
+		im.layer(name)
+		return im.vmdk(sec, sec.Size())
+	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}) && isGCE(r, size):
+		im.Format = FormatGCE
+		im.layer("gzip tar disk.raw")
+		d, n, err := gceDisk(r, size)
+		if err != nil {
+			return err
+		}
+		return im.disk(d, n)
 	case bytes.HasPrefix(head, []byte("QFI\xfb")):
 		im.Format = FormatQcow2EFI
 		im.layer("qcow2")
@@ -146,6 +197,38 @@ func (im *Image) locate(r io.ReaderAt, size int64) error {
 		return nil
 	}
 	return ErrNotImage
+}
+
+func (im *Image) vmdk(r io.ReaderAt, size int64) error {
+	d, err := vmdk.Open(r, size)
+	if err != nil {
+		return err
+	}
+	im.layer("VMDK")
+	return im.disk(d, d.Size())
+}
+
+// hasVHDFooter reports whether a file ends in a VHD footer: a fixed VHD is
+// the raw disk followed by it, so it would otherwise pass for raw-efi.
+func hasVHDFooter(r io.ReaderAt, size int64) bool {
+	var cookie [8]byte
+	if size < 512 {
+		return false
+	}
+	_, err := r.ReadAt(cookie[:], size-512)
+	return err == nil && string(cookie[:]) == "conectix"
+}
+
+// isGCE reports whether a gzip file holds a tar whose first entry is
+// disk.raw, rather than an initramfs.
+func isGCE(r io.ReaderAt, size int64) bool {
+	zr, err := gzip.NewReader(io.NewSectionReader(r, 0, size))
+	if err != nil {
+		return false
+	}
+	defer zr.Close()
+	h, err := tar.NewReader(zr).Next()
+	return err == nil && h.Name == "disk.raw"
 }
 
 func (im *Image) disk(r io.ReaderAt, size int64) error {

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/keelos/keel/internal/fat"
+	"github.com/keelos/keel/internal/tooltest"
 )
 
 func mem(p string, data []byte) File {
@@ -81,15 +81,6 @@ func write(t *testing.T, o Options) []byte {
 	return buf.Bytes()
 }
 
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 func TestXorrisoReadsImage(t *testing.T) {
 	efi := efiImage(t)
 	o := options(t, efi)
@@ -100,7 +91,7 @@ func TestXorrisoReadsImage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rep := run(t, "xorriso", "-indev", iso, "-report_el_torito", "plain")
+	rep := tooltest.Run(t, "xorriso", "-indev", iso, "-report_el_torito", "plain")
 	if !strings.Contains(rep, "El Torito boot img :   1  BIOS  y   none  0x0000  0x00      4") ||
 		!strings.Contains(rep, fmt.Sprintf("El Torito boot img :   2  UEFI  y   none  0x0000  0x00  %5d", len(efi)/512)) {
 		t.Errorf("report_el_torito:\n%s", rep)
@@ -109,7 +100,7 @@ func TestXorrisoReadsImage(t *testing.T) {
 		t.Errorf("EFI image path not reported:\n%s", rep)
 	}
 
-	find := run(t, "xorriso", "-indev", iso, "-find", "/", "-type", "f")
+	find := tooltest.Run(t, "xorriso", "-indev", iso, "-find", "/", "-type", "f")
 	for _, want := range []string{"'/KERNEL'", "'/ETC/DEEP/ER/STILL/CONFIG.TOML'", "'/MANY/FILE_NUMBER_119.TXT'", "'/EMPTY'"} {
 		if !strings.Contains(find, want) {
 			t.Errorf("xorriso -find lacks %s:\n%.2000s", want, find)
@@ -119,19 +110,19 @@ func TestXorrisoReadsImage(t *testing.T) {
 		t.Errorf("%d files under /MANY, want 120", n)
 	}
 
-	list := run(t, "7z", "l", iso)
+	list := tooltest.Run(t, "7z", "l", iso)
 	if !strings.Contains(list, "KERNEL") || !strings.Contains(list, "CONFIG.TOML") {
 		t.Errorf("7z l:\n%.3000s", list)
 	}
 
 	out := filepath.Join(dir, "out")
-	run(t, "xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/KERNEL", out)
+	tooltest.Run(t, "xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/KERNEL", out)
 	got, _ := os.ReadFile(out)
 	if !bytes.Equal(got, pattern(3<<20+5, 1)) {
 		t.Error("extracted kernel differs")
 	}
-	run(t, "xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/BOOT/EFI.IMG", out+".img")
-	run(t, "fsck.vfat", "-n", out+".img")
+	tooltest.Run(t, "xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/BOOT/EFI.IMG", out+".img")
+	tooltest.Run(t, "fsck.vfat", "-n", out+".img")
 
 	if !bytes.Equal(data, write(t, options(t, efi))) {
 		t.Error("two builds differ")
@@ -165,7 +156,7 @@ func TestEFIOnlyCatalog(t *testing.T) {
 	data := write(t, Options{VolumeID: "EFI", Files: []File{mem("efi.img", efi)}, EFIBootImage: "efi.img"})
 	iso := filepath.Join(t.TempDir(), "e.iso")
 	os.WriteFile(iso, data, 0o644)
-	rep := run(t, "xorriso", "-indev", iso, "-report_el_torito", "plain")
+	rep := tooltest.Run(t, "xorriso", "-indev", iso, "-report_el_torito", "plain")
 	if !strings.Contains(rep, "El Torito boot img :   1  UEFI  y   none") || strings.Contains(rep, "BIOS  y") {
 		t.Errorf("report_el_torito:\n%s", rep)
 	}

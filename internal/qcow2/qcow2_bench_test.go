@@ -2,10 +2,10 @@ package qcow2
 
 import (
 	"io"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/keelos/keel/internal/tooltest"
 )
 
 // BenchmarkWrite converts a 256 MiB raw disk holding 64 MiB of data in
@@ -13,24 +13,7 @@ import (
 // raw disk's size, as `qemu-img convert` is usually quoted.
 func BenchmarkWrite(b *testing.B) {
 	const size = 256 << 20
-	raw := filepath.Join(b.TempDir(), "disk.raw")
-	f, err := os.Create(raw)
-	if err != nil {
-		b.Fatal(err)
-	}
-	extent := make([]byte, 1<<20)
-	for i := range extent {
-		extent[i] = byte(i*31) ^ byte(i>>9) | 1
-	}
-	for off := int64(0); off < size; off += 4 << 20 {
-		if _, err := f.WriteAt(extent, off); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := f.Truncate(size); err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
+	f := tooltest.SparseRaw(b, b.TempDir(), size, 4<<20)
 	iters := 0
 	start := time.Now()
 	for b.Loop() {

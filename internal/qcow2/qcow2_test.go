@@ -3,10 +3,11 @@ package qcow2
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keelos/keel/internal/tooltest"
 )
 
 // sparseRaw writes a raw image whose data straddles L2-table boundaries and
@@ -34,28 +35,7 @@ func sparseRaw(t *testing.T, dir string) (string, int64) {
 
 func writeQcow2(t *testing.T, raw string, size int64, out string) {
 	t.Helper()
-	src, err := os.Open(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	dst, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
-	if err := Write(dst, src, size); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	tooltest.Convert(t, Write, raw, size, out)
 }
 
 func TestQemuImgAcceptsImage(t *testing.T) {
@@ -64,15 +44,15 @@ func TestQemuImgAcceptsImage(t *testing.T) {
 	a := filepath.Join(dir, "a.qcow2")
 	writeQcow2(t, raw, size, a)
 
-	check := run(t, "qemu-img", "check", a)
+	check := tooltest.Run(t, "qemu-img", "check", a)
 	if !strings.Contains(check, "No errors were found") {
 		t.Errorf("qemu-img check:\n%s", check)
 	}
-	info := run(t, "qemu-img", "info", "--output=json", a)
+	info := tooltest.Run(t, "qemu-img", "info", "--output=json", a)
 	if !strings.Contains(info, `"virtual-size": 629146112`) || !strings.Contains(info, `"format": "qcow2"`) {
 		t.Errorf("qemu-img info:\n%s", info)
 	}
-	run(t, "qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, a)
+	tooltest.Run(t, "qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, a)
 
 	// Five data clusters (the write straddling 512 MiB touches two) plus
 	// header, L1, refcount table, one refcount block and two L2 tables.
@@ -107,8 +87,8 @@ func TestEmptyAndTinyImages(t *testing.T) {
 		}
 		out := filepath.Join(dir, "r.qcow2")
 		writeQcow2(t, raw, size, out)
-		run(t, "qemu-img", "check", out)
-		run(t, "qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, out)
+		tooltest.Run(t, "qemu-img", "check", out)
+		tooltest.Run(t, "qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, out)
 	}
 }
 

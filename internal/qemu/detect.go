@@ -24,6 +24,7 @@ const (
 	FormatQcow2  Format = "qcow2"
 	FormatVPC    Format = "vpc" // VHD
 	FormatVMDK   Format = "vmdk"
+	FormatVHDX   Format = "vhdx"
 )
 
 // Image is a bootable file and what Detect learnt about it.
@@ -73,6 +74,8 @@ func Detect(path string) (Image, error) {
 		img.Format = FormatVPC
 	case ".vmdk":
 		img.Format = FormatVMDK
+	case ".vhdx":
+		img.Format = FormatVHDX
 	case ".efi":
 		img.Format = FormatUKI
 	default:
@@ -150,6 +153,8 @@ func sniffFormat(path string, head []byte, size int64) (Format, error) {
 		return FormatQcow2, nil
 	case at(0, "KDMV"), at(0, "# Disk DescriptorFile"):
 		return FormatVMDK, nil
+	case at(0, "vhdxfile"):
+		return FormatVHDX, nil
 	case at(0, "conectix"): // dynamic VHD keeps a copy of the footer first
 		return FormatVPC, nil
 	case at(0x202, "HdrS"), at(56, "ARM\x64"), at(0, "\x7fELF"):
@@ -176,7 +181,7 @@ func sniffFormat(path string, head []byte, size int64) (Format, error) {
 	if at(510, "\x55\xaa") {
 		return FormatRaw, nil
 	}
-	return "", fmt.Errorf("%s: unknown image format (want a keel output: -kernel, .efi, .iso, .raw, .qcow2, .vhd or .vmdk)", path)
+	return "", fmt.Errorf("%s: unknown image format (want a keel output: -kernel, .efi, .iso, .raw, .qcow2, .vhd, .vhdx or .vmdk)", path)
 }
 
 // sniffArch reads the architecture from a kernel or EFI executable header;

@@ -79,6 +79,7 @@ func TestDetect(t *testing.T) {
 		{"host-amd64-efi.qcow2", []byte("QFI\xfb...."), FormatQcow2, "amd64", true},
 		{"host-arm64.vhd", fixedVHD(), FormatVPC, "arm64", true},
 		{"host-amd64.vmdk", []byte("KDMV...."), FormatVMDK, "amd64", true},
+		{"host-amd64.vhdx", []byte("vhdxfile"), FormatVHDX, "amd64", true},
 		{"host-arm64.efi", peImage(0xaa64), FormatUKI, "arm64", true},
 		// Names that do not say: the content does.
 		{"vmlinuz", arm64Image(), FormatKernel, "arm64", true},

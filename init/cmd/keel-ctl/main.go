@@ -2,6 +2,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -36,7 +37,11 @@ func run(args []string) error {
 	req := control.Request{Cmd: args[0]}
 	switch args[0] {
 	case "ps":
-		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		// The table goes out in one write: on a console that init also
+		// copies service logs to, a log line can then only come before or
+		// after it, never inside a row.
+		var table bytes.Buffer
+		tw := tabwriter.NewWriter(&table, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tSTATE\tPID\tRESTARTS\tUPTIME")
 		err := control.Call(sock, req, func(r control.Response) error {
 			for _, s := range r.Services {
@@ -49,6 +54,9 @@ func run(args []string) error {
 			return nil
 		})
 		tw.Flush()
+		if _, werr := os.Stdout.Write(table.Bytes()); err == nil {
+			err = werr
+		}
 		return err
 	case "pid":
 		if len(args) != 2 {

@@ -1,0 +1,248 @@
+package build
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/keelos/keel/internal/disk"
+	"github.com/keelos/keel/internal/fat"
+	"github.com/keelos/keel/internal/ova"
+	"github.com/keelos/keel/internal/qcow2"
+	"github.com/keelos/keel/internal/vhd"
+	"github.com/keelos/keel/internal/vmdk"
+)
+
+// diskFormats are the outputs made from the GPT EFI disk.
+var diskFormats = []string{"raw-efi", "qcow2-efi", "vhd", "dynamic-vhd", "vhdx", "vmdk", "ova", "gce", "aws"}
+
+const gib = 1 << 30
+
+// efiDisk is the GPT disk every disk format is made from: an ESP holding
+// the UKI at the removable-media path.
+type efiDisk struct {
+	opts disk.EFIOptions
+	name string // NAME-ARCH, for ids derived from content
+}
+
+func newEFIDisk(bootName string, ukiData []byte, size int64, name string, epoch time.Time) efiDisk {
+	return efiDisk{name: name, opts: disk.EFIOptions{
+		Seed:     seed(name, ukiData),
+		ESPFiles: []fat.File{bytesFile(bootName, ukiData)},
+		ESPLabel: "ESP",
+		Epoch:    epoch,
+		Size:     size,
+	}}
+}
+
+// write writes the raw disk into f.
+func (d efiDisk) write(f *os.File) error { return disk.WriteEFI(f, d.opts) }
+
+// cloud is the disk as GCE and EBS take it: a whole number of GiB, which
+// both platforms count disks in.
+func (d efiDisk) cloud() (efiDisk, error) {
+	l, err := disk.Plan(d.opts)
+	if err != nil {
+		return efiDisk{}, err
+	}
+	d.opts.Size = (l.Size + gib - 1) / gib * gib
+	return d, nil
+}
+
+// converter writes one format from the raw disk.
+type converter struct {
+	format, suffix string
+	write          func(w io.Writer, src io.ReaderAt, size int64) error
+}
+
+// converters are the formats that re-encode the raw disk, in output order.
+func (b *builder) converters(d efiDisk) []converter {
+	id := contentID(d.opts.Seed)
+	name := d.name
+	vhdOpts := vhd.Options{UUID: id, Mtime: b.epoch}
+	return []converter{
+		{"qcow2-efi", "-efi.qcow2", qcow2.Write},
+		{"vhd", ".vhd", func(w io.Writer, src io.ReaderAt, size int64) error { return vhd.WriteFixed(w, src, size, vhdOpts) }},
+		{"dynamic-vhd", "-dynamic.vhd", func(w io.Writer, src io.ReaderAt, size int64) error {
+			return vhd.WriteDynamic(w, src, size, vhdOpts)
+		}},
+		{"vhdx", ".vhdx", func(w io.Writer, src io.ReaderAt, size int64) error { return vhd.WriteVHDX(w, src, size, vhdOpts) }},
+		{"vmdk", ".vmdk", func(w io.Writer, src io.ReaderAt, size int64) error {
+			return writeVMDK(w, src, size, id, filepath.Base(name)+".vmdk")
+		}},
+	}
+}
+
+// writeVMDK writes a stream-optimized VMDK whose descriptor names the
+// file it will be (readers such as libvmdk open the extent by that name).
+func writeVMDK(w io.Writer, src io.ReaderAt, size int64, id [16]byte, fileName string) error {
+	return vmdk.WriteStreamOptimized(w, src, size, vmdk.Options{CID: binary.BigEndian.Uint32(id[:4]) % 0xfffffffe, FileName: fileName})
+}
+
+// contentID is a stable 16-byte id for a disk, from the seed its GPT GUIDs
+// come from (a hash of its name and content): the formats that carry a
+// disk UUID get one that follows from the image, never a random one.
+func contentID(seed string) [16]byte {
+	h := sha256.Sum256([]byte("keel-disk-id\x00" + seed))
+	var id [16]byte
+	copy(id[:], h[:16])
+	id[6] = id[6]&0x0f | 0x40
+	id[8] = id[8]&0x3f | 0x80
+	return id
+}
+
+// writeDisks writes every disk format asked for. The raw disk is written
+// once (kept as the raw-efi output or as a temporary file) and converted;
+// gce and aws get their own whole-GiB disk unless the raw one already is.
+func (b *builder) writeDisks(sys *system, base, bootName string, ukiData []byte, has func(...string) bool, record func(format, path string, size int64)) error {
+	size, err := b.diskSize()
+	if err != nil {
+		return err
+	}
+	d := newEFIDisk(bootName, ukiData, size, b.spec.Name+"-"+sys.arch, b.epoch)
+	rawPath, cleanup, rawSize, err := b.rawDisk(base+"-efi.raw", has("raw-efi"), d, record, "raw-efi")
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	src, err := os.Open(rawPath)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+
+	for _, c := range b.converters(d) {
+		if !has(c.format) {
+			continue
+		}
+		p := base + c.suffix
+		b.logf("%s: writing %s", sys.arch, c.format)
+		n, err := writeAtomic(p, func(f *os.File) error { return c.write(f, src, rawSize) })
+		if err != nil {
+			return err
+		}
+		record(c.format, p, n)
+	}
+	if has("ova") {
+		b.logf("%s: writing ova", sys.arch)
+		if err := b.writeOVA(sys.arch, base+".ova", src, rawSize, contentID(d.opts.Seed), record); err != nil {
+			return err
+		}
+	}
+
+	if !has("gce", "aws") {
+		return nil
+	}
+	cloud, err := d.cloud()
+	if err != nil {
+		return err
+	}
+	cloudPath, cloudSize := rawPath, rawSize
+	if cloud.opts.Size != rawSize {
+		var done func()
+		cloudPath, done, cloudSize, err = b.rawDisk(base+"-aws.raw", has("aws"), cloud, record, "aws")
+		if err != nil {
+			return err
+		}
+		defer done()
+	} else if has("aws") {
+		// The raw disk is whole GiB already: aws is the same bytes.
+		n, err := writeAtomic(base+"-aws.raw", func(f *os.File) error { return cloud.write(f) })
+		if err != nil {
+			return err
+		}
+		record("aws", base+"-aws.raw", n)
+	}
+	if has("gce") {
+		b.logf("%s: writing gce", sys.arch)
+		p := base + "-gce.tar.gz"
+		n, err := writeAtomic(p, func(f *os.File) error { return writeGCE(f, cloudPath, cloudSize, b.epoch) })
+		if err != nil {
+			return err
+		}
+		record("gce", p, n)
+	}
+	return nil
+}
+
+// rawDisk writes the raw disk to path when it is an output (format),
+// else to a temporary file next to it that cleanup removes.
+func (b *builder) rawDisk(path string, keep bool, d efiDisk, record func(format, path string, size int64), format string) (string, func(), int64, error) {
+	if !keep {
+		path += ".keel-tmp"
+	}
+	n, err := writeAtomic(path, d.write)
+	if err != nil {
+		return "", nil, 0, err
+	}
+	if keep {
+		record(format, path, n)
+		return path, func() {}, n, nil
+	}
+	return path, func() { os.Remove(path) }, n, nil
+}
+
+// writeOVA packs a stream-optimized VMDK of the raw disk into an OVA for
+// vSphere and VirtualBox: EFI firmware, 2 vCPUs and 2 GiB, which the
+// importer can change. The VMDK is written for the OVA (its descriptor
+// names the file as the OVA does) and packed from a temporary file.
+func (b *builder) writeOVA(arch, path string, raw io.ReaderAt, rawSize int64, id [16]byte, record func(format, path string, size int64)) error {
+	vm := ova.VM{Name: b.spec.Name + "-" + arch, CPUs: 2, MemoryMiB: 2048, EFI: true, Arch: arch}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.vmdk")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	if err := writeVMDK(tmp, raw, rawSize, id, ova.DiskFileName(vm.Name)); err != nil {
+		return fmt.Errorf("ova: %w", err)
+	}
+	st, err := tmp.Stat()
+	if err != nil {
+		return err
+	}
+	n, err := writeAtomic(path, func(w *os.File) error { return ova.Write(w, vm, tmp, st.Size(), rawSize, b.epoch) })
+	if err != nil {
+		return err
+	}
+	record("ova", path, n)
+	return nil
+}
+
+// writeGCE writes the disk as Compute Engine imports it: disk.raw in a
+// GNU-format tar, gzip-compressed, with fixed timestamps.
+func writeGCE(w io.Writer, rawPath string, size int64, epoch time.Time) error {
+	src, err := os.Open(rawPath)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	// Mostly zeros past the ESP, and a UKI that is compressed already:
+	// level 1 deflates a GiB four times faster than the default for
+	// about the same size.
+	zw, err := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(zw)
+	hdr := &tar.Header{
+		Typeflag: tar.TypeReg, Name: "disk.raw", Mode: 0o644, Size: size,
+		ModTime: epoch.UTC(), Format: tar.FormatGNU,
+	}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("gce: %w", err)
+	}
+	if _, err := io.Copy(tw, io.NewSectionReader(src, 0, size)); err != nil {
+		return fmt.Errorf("gce: %w", err)
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("gce: %w", err)
+	}
+	return zw.Close()
+}
