@@ -59,8 +59,11 @@ type system struct {
 	sbom    []byte // SPDX JSON, also at /etc/keel/sbom.spdx.json
 }
 
+// logf reports a step of the build: on Progress (the CLI's stderr) when
+// set, so a long build shows what it is doing and what it wrote, with
+// sizes; else in the log.
 func (b *builder) logf(format string, args ...any) {
-	b.opts.Log.Info(fmt.Sprintf(format, args...))
+	b.opts.progress(fmt.Sprintf(format, args...))
 }
 
 func (b *builder) buildArch(ctx context.Context, arch string) ([]Output, []fstree.Entry, error) {

@@ -55,6 +55,14 @@ type Output struct {
 	Size   int64
 }
 
+func (o Options) progress(msg string) {
+	if o.Progress != nil {
+		fmt.Fprintln(o.Progress, msg)
+		return
+	}
+	o.Log.Info(msg)
+}
+
 // Build runs the pipeline.
 func Build(ctx context.Context, opts Options) error {
 	_, err := Run(ctx, opts)
@@ -118,7 +126,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	} else {
 		opts.Log.Debug("no Debian mirror", "err", err)
 	}
-	pb := &pkgbuild.Builder{Cache: c, Debian: deb, Epoch: epoch, Progress: func(msg string) { opts.Log.Info(msg) }}
+	pb := &pkgbuild.Builder{Cache: c, Debian: deb, Epoch: epoch, Progress: opts.progress}
 	res := &source.Resolver{Cache: c, Packages: pb, Pull: opts.Pull}
 
 	if opts.Locked {
