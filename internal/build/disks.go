@@ -106,36 +106,18 @@ func (b *builder) writeDisks(sys *system, base, bootName string, ukiData []byte,
 		return err
 	}
 	d := newEFIDisk(bootName, ukiData, size, b.spec.Name+"-"+sys.arch, b.epoch)
-	rawPath, cleanup, rawSize, err := b.rawDisk(base+"-efi.raw", has("raw-efi"), d, record, "raw-efi")
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	src, err := os.Open(rawPath)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-
-	for _, c := range b.converters(d) {
-		if !has(c.format) {
-			continue
-		}
-		p := base + c.suffix
-		b.logf("%s: writing %s", sys.arch, c.format)
-		n, err := writeAtomic(p, func(f *os.File) error { return c.write(f, src, rawSize) })
+	rawPath, rawSize := "", int64(-1)
+	if has("raw-efi", "qcow2-efi", "vhd", "dynamic-vhd", "vhdx", "vmdk", "ova") {
+		var cleanup func()
+		rawPath, cleanup, rawSize, err = b.rawDisk(base+"-efi.raw", has("raw-efi"), d, record, "raw-efi")
 		if err != nil {
 			return err
 		}
-		record(c.format, p, n)
-	}
-	if has("ova") {
-		b.logf("%s: writing ova", sys.arch)
-		if err := b.writeOVA(sys.arch, base+".ova", src, rawSize, contentID(d.opts.Seed), record); err != nil {
+		defer cleanup()
+		if err := b.convertDisk(sys.arch, base, d, rawPath, rawSize, has, record); err != nil {
 			return err
 		}
 	}
-
 	if !has("gce", "aws") {
 		return nil
 	}
@@ -144,7 +126,7 @@ func (b *builder) writeDisks(sys *system, base, bootName string, ukiData []byte,
 		return err
 	}
 	cloudPath, cloudSize := rawPath, rawSize
-	if cloud.opts.Size != rawSize {
+	if cloud.opts.Size != rawSize { // also when no raw disk was written
 		var done func()
 		cloudPath, done, cloudSize, err = b.rawDisk(base+"-aws.raw", has("aws"), cloud, record, "aws")
 		if err != nil {
@@ -167,6 +149,32 @@ func (b *builder) writeDisks(sys *system, base, bootName string, ukiData []byte,
 			return err
 		}
 		record("gce", p, n)
+	}
+	return nil
+}
+
+// convertDisk writes the formats that re-encode the raw disk at rawPath.
+func (b *builder) convertDisk(arch, base string, d efiDisk, rawPath string, rawSize int64, has func(...string) bool, record func(format, path string, size int64)) error {
+	src, err := os.Open(rawPath)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	for _, c := range b.converters(d) {
+		if !has(c.format) {
+			continue
+		}
+		p := base + c.suffix
+		b.logf("%s: writing %s", arch, c.format)
+		n, err := writeAtomic(p, func(f *os.File) error { return c.write(f, src, rawSize) })
+		if err != nil {
+			return err
+		}
+		record(c.format, p, n)
+	}
+	if has("ova") {
+		b.logf("%s: writing ova", arch)
+		return b.writeOVA(arch, base+".ova", src, rawSize, contentID(d.opts.Seed), record)
 	}
 	return nil
 }
