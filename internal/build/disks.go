@@ -1,7 +1,6 @@
 package build
 
 import (
-	"archive/tar"
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/binary"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/keelos/keel/internal/disk"
 	"github.com/keelos/keel/internal/fat"
+	"github.com/keelos/keel/internal/gnutar"
 	"github.com/keelos/keel/internal/ova"
 	"github.com/keelos/keel/internal/qcow2"
 	"github.com/keelos/keel/internal/vhd"
@@ -223,33 +223,23 @@ func (b *builder) writeOVA(arch, path string, raw io.ReaderAt, rawSize int64, id
 	return nil
 }
 
-// writeGCE writes the disk as Compute Engine imports it: disk.raw in a
-// GNU-format tar, gzip-compressed, with fixed timestamps.
+// writeGCE writes the disk as Compute Engine imports it: disk.raw in an
+// old-GNU tar, gzip-compressed, with fixed timestamps. The tar entry is
+// sparse (what `tar --format=oldgnu -S` makes, as Google documents), so
+// only the disk's data is compressed, not a GiB of zeros.
 func writeGCE(w io.Writer, rawPath string, size int64, epoch time.Time) error {
 	src, err := os.Open(rawPath)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	// Mostly zeros past the ESP, and a UKI that is compressed already:
-	// level 1 deflates a GiB four times faster than the default for
-	// about the same size.
+	// The disk is mostly a UKI, compressed already: level 1 deflates it
+	// several times faster than the default for about the same size.
 	zw, err := gzip.NewWriterLevel(w, gzip.BestSpeed)
 	if err != nil {
 		return err
 	}
-	tw := tar.NewWriter(zw)
-	hdr := &tar.Header{
-		Typeflag: tar.TypeReg, Name: "disk.raw", Mode: 0o644, Size: size,
-		ModTime: epoch.UTC(), Format: tar.FormatGNU,
-	}
-	if err := tw.WriteHeader(hdr); err != nil {
-		return fmt.Errorf("gce: %w", err)
-	}
-	if _, err := io.Copy(tw, io.NewSectionReader(src, 0, size)); err != nil {
-		return fmt.Errorf("gce: %w", err)
-	}
-	if err := tw.Close(); err != nil {
+	if err := gnutar.WriteSparse(zw, "disk.raw", src, size, epoch); err != nil {
 		return fmt.Errorf("gce: %w", err)
 	}
 	return zw.Close()
