@@ -53,7 +53,7 @@ func referenceImages(t *testing.T, arch string, formats ...string) string {
 	return b.dir
 }
 
-var amd64Formats = []string{"kernel+initrd", "iso-efi", "raw-efi", "qcow2-efi",
+var amd64Formats = []string{"kernel+initrd", "iso-efi", "iso-bios", "iso", "raw-efi", "qcow2-efi",
 	"vhd", "dynamic-vhd", "vhdx", "vmdk", "ova", "gce", "aws"}
 
 func TestBootReferenceAmd64KernelInitrdSlow(t *testing.T) {
@@ -78,6 +78,29 @@ func TestBootReferenceAmd64Qcow2EFISlow(t *testing.T) {
 	t.Parallel()
 	dir := referenceImages(t, "amd64", amd64Formats...)
 	bootReference(t, filepath.Join(dir, "host-amd64-efi.qcow2"), false)
+}
+
+// iso-bios boots through SeaBIOS and ISOLINUX; iso holds both El Torito
+// entries and boots through either firmware.
+func TestBootReferenceAmd64ISOBIOSSlow(t *testing.T) {
+	t.Parallel()
+	dir := referenceImages(t, "amd64", amd64Formats...)
+	bootReference(t, filepath.Join(dir, "host-amd64-bios.iso"), false)
+}
+
+func TestBootReferenceAmd64ISOBothSeaBIOSSlow(t *testing.T) {
+	t.Parallel()
+	dir := referenceImages(t, "amd64", amd64Formats...)
+	bootReference(t, filepath.Join(dir, "host-amd64.iso"), false, func(o *qemu.Options) {
+		bios := false
+		o.UEFI = &bios
+	})
+}
+
+func TestBootReferenceAmd64ISOBothOVMFSlow(t *testing.T) {
+	t.Parallel()
+	dir := referenceImages(t, "amd64", amd64Formats...)
+	bootReference(t, filepath.Join(dir, "host-amd64.iso"), false)
 }
 
 // The cloud formats hold the same disk; QEMU reads VHD and VMDK itself.
@@ -115,14 +138,18 @@ func milestone(name string) *regexp.Regexp {
 // the serial console, that init started, onboot ran in order, every
 // service runs in its own container, a killed service is restarted (when
 // exercise is set) and the machine powers off cleanly.
-func bootReference(t *testing.T, image string, exercise bool) {
+func bootReference(t *testing.T, image string, exercise bool, opts ...func(*qemu.Options)) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	console, err := os.Create(filepath.Join(t.TempDir(), "console.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := qemu.Start(ctx, qemu.Options{Image: image, Mem: 1024, Console: console, Timeout: 14 * time.Minute})
+	o := qemu.Options{Image: image, Mem: 1024, Console: console, Timeout: 14 * time.Minute}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	m, err := qemu.Start(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}

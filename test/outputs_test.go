@@ -71,7 +71,7 @@ func TestReferenceOutputsPassExternalChecks(t *testing.T) {
 	t.Run("inspect", func(t *testing.T) {
 		keel := keelBinary(t)
 		imgs := []string{iso, qcow, raw, filepath.Join(dir, "host-amd64-kernel")}
-		for _, f := range []string{".vhd", "-dynamic.vhd", ".vhdx", ".vmdk", ".ova", "-gce.tar.gz", "-aws.raw"} {
+		for _, f := range []string{"-bios.iso", ".iso", ".vhd", "-dynamic.vhd", ".vhdx", ".vmdk", ".ova", "-gce.tar.gz", "-aws.raw"} {
 			imgs = append(imgs, filepath.Join(dir, "host-amd64"+f))
 		}
 		for _, img := range imgs {
@@ -88,9 +88,22 @@ func TestReferenceOutputsPassExternalChecks(t *testing.T) {
 	})
 
 	t.Run("xorriso", func(t *testing.T) {
-		out := tool(t, "xorriso", "-indev", iso, "-report_el_torito", "plain")
-		if !regexp.MustCompile(`El Torito boot img\s*:\s*1\s+UEFI`).MatchString(out) {
-			t.Errorf("no UEFI El Torito entry:\n%s", out)
+		for _, c := range []struct {
+			file    string
+			entries []string // platform of each El Torito entry, in order
+		}{
+			{"host-amd64-efi.iso", []string{"UEFI"}},
+			{"host-amd64-bios.iso", []string{"BIOS"}},
+			{"host-amd64.iso", []string{"BIOS", "UEFI"}},
+		} {
+			out := tool(t, "xorriso", "-indev", filepath.Join(dir, c.file), "-report_el_torito", "plain")
+			var got []string
+			for _, m := range regexp.MustCompile(`El Torito boot img\s*:\s*\d+\s+(\S+)`).FindAllStringSubmatch(out, -1) {
+				got = append(got, m[1])
+			}
+			if strings.Join(got, " ") != strings.Join(c.entries, " ") {
+				t.Errorf("%s: El Torito entries %v, want %v:\n%s", c.file, got, c.entries, out)
+			}
 		}
 	})
 }

@@ -31,28 +31,57 @@ func SourceDateEpoch() time.Time {
 // efiStub returns systemd-boot's EFI stub for arch, from keel's efi-stub
 // tool package (built from Debian's systemd-boot-efi like any package).
 func (b *builder) efiStub(ctx context.Context, arch string) ([]byte, error) {
+	name := "usr/lib/systemd/boot/efi/linuxx64.efi.stub"
+	if arch == "arm64" {
+		name = "usr/lib/systemd/boot/efi/linuxaa64.efi.stub"
+	}
+	files, err := b.toolFiles(ctx, "efi-stub", arch, name)
+	if err != nil {
+		return nil, err
+	}
+	return files[0], nil
+}
+
+// biosBoot gathers what ISOLINUX boots on a BIOS: the kernel as it is
+// (bzImage), the initramfs and the command line.
+func (b *builder) biosBoot(ctx context.Context, sys *system, initrd []byte) (*biosBoot, error) {
+	files, err := b.toolFiles(ctx, "isolinux", sys.arch,
+		"usr/lib/ISOLINUX/isolinux.bin", "usr/lib/syslinux/modules/bios/ldlinux.c32")
+	if err != nil {
+		return nil, err
+	}
+	return &biosBoot{isolinux: files[0], ldlinux: files[1], kernel: sys.kernel, initrd: initrd, cmdline: sys.cmdline}, nil
+}
+
+// toolFiles builds one of keel's tools/ packages for arch and returns the
+// named files of it.
+func (b *builder) toolFiles(ctx context.Context, tool, arch string, names ...string) ([][]byte, error) {
 	tmp, err := os.MkdirTemp("", "keel-tools-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	dir, err := tools.Materialize("efi-stub", tmp)
+	dir, err := tools.Materialize(tool, tmp)
 	if err != nil {
 		return nil, err
 	}
-	_, t, err := b.image(ctx, spec.ImageRef{Ref: dir}, arch, "efi-stub")
+	_, t, err := b.image(ctx, spec.ImageRef{Ref: dir}, arch, tool)
 	if err != nil {
 		return nil, err
 	}
-	name := "usr/lib/systemd/boot/efi/linuxx64.efi.stub"
-	if arch == "arm64" {
-		name = "usr/lib/systemd/boot/efi/linuxaa64.efi.stub"
+	var out [][]byte
+	for _, name := range names {
+		e, ok := t.Get(name)
+		if !ok {
+			return nil, fmt.Errorf("%s: /%s is not in the package", tool, name)
+		}
+		data, err := readEntry(t, e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, data)
 	}
-	e, ok := t.Get(name)
-	if !ok {
-		return nil, fmt.Errorf("efi-stub: /%s is not in the package", name)
-	}
-	return readEntry(t, e)
+	return out, nil
 }
 
 func gunzip(data []byte) ([]byte, error) {

@@ -13,7 +13,7 @@ import (
 )
 
 // supportedFormats are the output formats this build of keel writes.
-var supportedFormats = append([]string{"kernel+initrd", "tar", "uki", "iso-efi"}, diskFormats...)
+var supportedFormats = append([]string{"kernel+initrd", "tar", "uki", "iso-efi", "iso-bios", "iso"}, diskFormats...)
 
 // writeAtomic writes path through a temporary file in the same directory
 // and renames it into place only when write succeeded, so a failed build
@@ -84,7 +84,7 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 	record("sbom", base+sbom.FileSuffix, n)
 
 	var initrd []byte
-	if has(append([]string{"kernel+initrd", "uki", "iso-efi"}, diskFormats...)...) {
+	if has(append([]string{"kernel+initrd", "uki", "iso-efi", "iso-bios", "iso"}, diskFormats...)...) {
 		b.logf("%s: writing initramfs", sys.arch)
 		var buf bytes.Buffer
 		if err := writeInitramfs(&buf, sys.root, b.epoch); err != nil {
@@ -111,7 +111,24 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 		}
 		record("tar", base+".tar", n)
 	}
-	if !has(append([]string{"uki", "iso-efi"}, diskFormats...)...) {
+	var bios *biosBoot
+	if has("iso-bios", "iso") && sys.arch == "amd64" {
+		if bios, err = b.biosBoot(ctx, sys, initrd); err != nil {
+			return nil, err
+		}
+	}
+	if has("iso-bios") {
+		if bios == nil {
+			return nil, fmt.Errorf("iso-bios: BIOS boot is x86 only, not %s", sys.arch)
+		}
+		p := base + "-bios.iso"
+		n, err := writeAtomic(p, func(f *os.File) error { return writeISO(f, b.spec.Name, isoBoot{bios: bios}, b.epoch) })
+		if err != nil {
+			return nil, err
+		}
+		record("iso-bios", p, n)
+	}
+	if !has(append([]string{"uki", "iso-efi", "iso"}, diskFormats...)...) {
 		return outs, nil
 	}
 	stub, err := b.efiStub(ctx, sys.arch)
@@ -134,15 +151,23 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 		record("uki", base+".efi", n)
 	}
 	bootName := efiBootName(sys.arch)
-	if has("iso-efi") {
-		p := base + "-efi.iso"
-		n, err := writeAtomic(p, func(f *os.File) error {
-			return writeEFIISO(f, b.spec.Name, bootName, uki.Bytes(), b.epoch)
-		})
+	for _, iso := range []struct {
+		format, suffix string
+		boot           isoBoot
+	}{
+		{"iso-efi", "-efi.iso", isoBoot{bootName: bootName, uki: uki.Bytes()}},
+		// The one ISO for every machine: EFI, and BIOS where there is one.
+		{"iso", ".iso", isoBoot{bootName: bootName, uki: uki.Bytes(), bios: bios}},
+	} {
+		if !has(iso.format) {
+			continue
+		}
+		p := base + iso.suffix
+		n, err := writeAtomic(p, func(f *os.File) error { return writeISO(f, b.spec.Name, iso.boot, b.epoch) })
 		if err != nil {
 			return nil, err
 		}
-		record("iso-efi", p, n)
+		record(iso.format, p, n)
 	}
 	if has(diskFormats...) {
 		if err := b.writeDisks(sys, base, bootName, uki.Bytes(), has, record); err != nil {

@@ -43,35 +43,66 @@ func seed(name string, parts ...[]byte) string {
 	return fmt.Sprintf("sha256:%x", h.Sum(nil))
 }
 
-// writeEFIISO writes an ISO 9660 image whose El Torito EFI entry is a FAT
-// image holding the UKI at the removable-media path.
-func writeEFIISO(w io.Writer, name, bootName string, ukiData []byte, epoch time.Time) error {
-	files := []fat.File{bytesFile(bootName, ukiData)}
-	size := fat.Size(files)
-	tmp, err := os.CreateTemp("", "keel-efiboot-*.img")
-	if err != nil {
-		return err
+// isoBoot is what an ISO boots: the UKI through EFI (an El Torito entry
+// for a FAT image holding it at the removable-media path bootName), the
+// kernel and initrd through ISOLINUX on a BIOS, or both.
+type isoBoot struct {
+	bootName string
+	uki      []byte
+	bios     *biosBoot
+}
+
+// biosBoot is ISOLINUX with what it loads.
+type biosBoot struct {
+	isolinux, ldlinux []byte
+	kernel, initrd    []byte
+	cmdline           string
+}
+
+// isolinuxConfig boots the one entry at once, talking on the serial port
+// too, as the kernel will.
+func isolinuxConfig(cmdline string) []byte {
+	return []byte("SERIAL 0 115200\nDEFAULT keel\nPROMPT 0\nTIMEOUT 0\n" +
+		"LABEL keel\n  LINUX /boot/vmlinuz\n  INITRD /boot/initrd.img\n  APPEND " + cmdline + "\n")
+}
+
+// writeISO writes an ISO 9660 image with an El Torito entry per boot path.
+func writeISO(w io.Writer, name string, boot isoBoot, epoch time.Time) error {
+	opts := iso9660.Options{VolumeID: volumeID(name), Epoch: epoch}
+	add := func(p string, data []byte) {
+		opts.Files = append(opts.Files, iso9660.File{Path: p, Size: int64(len(data)), Open: opener(data)})
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	if err := fat.Write(tmp, 0, size, files, fat.Options{Label: "KEEL-EFI", Epoch: epoch}); err != nil {
-		return fmt.Errorf("EFI boot image: %w", err)
+	if boot.uki != nil {
+		files := []fat.File{bytesFile(boot.bootName, boot.uki)}
+		size := fat.Size(files)
+		tmp, err := os.CreateTemp("", "keel-efiboot-*.img")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(tmp.Name())
+		defer tmp.Close()
+		if err := fat.Write(tmp, 0, size, files, fat.Options{Label: "KEEL-EFI", Epoch: epoch}); err != nil {
+			return fmt.Errorf("EFI boot image: %w", err)
+		}
+		img, err := os.ReadFile(tmp.Name())
+		if err != nil {
+			return err
+		}
+		// The UKI is only inside the boot image: a second, plain copy
+		// would double the ISO for no boot path that needs it.
+		add("EFI/BOOT/EFIBOOT.IMG", img)
+		opts.EFIBootImage = "EFI/BOOT/EFIBOOT.IMG"
 	}
-	img, err := os.ReadFile(tmp.Name())
-	if err != nil {
-		return err
+	if b := boot.bios; b != nil {
+		add("boot/vmlinuz", b.kernel)
+		add("boot/initrd.img", b.initrd)
+		add("isolinux/isolinux.bin", b.isolinux)
+		add("isolinux/ldlinux.c32", b.ldlinux)
+		add("isolinux/isolinux.cfg", isolinuxConfig(b.cmdline))
+		opts.BIOSBootImage = "isolinux/isolinux.bin"
+		opts.BootInfoTable = true
 	}
-	// The UKI is only inside the boot image: a second, plain copy would
-	// double the ISO for no boot path that needs it.
-	isoFiles := []iso9660.File{
-		{Path: "EFI/BOOT/EFIBOOT.IMG", Size: int64(len(img)), Open: opener(img)},
-	}
-	return iso9660.Write(w, iso9660.Options{
-		VolumeID:     volumeID(name),
-		Files:        isoFiles,
-		EFIBootImage: "EFI/BOOT/EFIBOOT.IMG",
-		Epoch:        epoch,
-	})
+	return iso9660.Write(w, opts)
 }
 
 func opener(data []byte) func() (io.ReadCloser, error) {

@@ -31,7 +31,8 @@ const (
 	FormatKernelInitrd = "kernel+initrd"
 	FormatTar          = "tar"
 	FormatUKI          = "uki"
-	FormatISOEFI       = "iso-efi"
+	FormatISOEFI       = "iso-efi" // also an iso, which holds the EFI entry too
+	FormatISOBIOS      = "iso-bios"
 	FormatRawEFI       = "raw-efi"
 	FormatQcow2EFI     = "qcow2-efi"
 	FormatVHD          = "vhd"
@@ -171,11 +172,18 @@ func (im *Image) locate(r io.ReaderAt, size int64) error {
 		im.Format = FormatISOEFI
 		im.layer("ISO 9660")
 		img, err := isoFile(r, size, "EFI/BOOT/EFIBOOT.IMG")
-		if err != nil {
-			return fmt.Errorf("%w (keel's EFI ISOs hold EFI/BOOT/EFIBOOT.IMG)", err)
+		if err == nil {
+			im.layer("EFI/BOOT/EFIBOOT.IMG")
+			return im.fat(img)
 		}
-		im.layer("EFI/BOOT/EFIBOOT.IMG")
-		return im.fat(img)
+		// A BIOS-only ISO: ISOLINUX loads the initramfs as a plain file.
+		initrd, ierr := isoFile(r, size, "BOOT/INITRD.IMG")
+		if ierr != nil {
+			return fmt.Errorf("%w (keel's ISOs hold EFI/BOOT/EFIBOOT.IMG or boot/initrd.img)", err)
+		}
+		im.Format = FormatISOBIOS
+		im.layer("boot/initrd.img")
+		return im.initramfs(initrd, "ISO boot/initrd.img")
 	case len(head) >= 520 && string(head[512:520]) == "EFI PART":
 		im.Format = FormatRawEFI
 		return im.disk(r, size)
@@ -255,13 +263,19 @@ func (im *Image) uki(r io.ReaderAt) error {
 		return err
 	}
 	im.layer(".initrd")
+	return im.initramfs(initrd, "UKI .initrd")
+}
+
+// initramfs takes r, named what in errors, as the root's cpio archive,
+// compressed as its first bytes say.
+func (im *Image) initramfs(r *io.SectionReader, what string) error {
 	var head [8]byte
-	n, _ := initrd.ReadAt(head[:], 0)
+	n, _ := r.ReadAt(head[:], 0)
 	codec, ok := codecOf(head[:n])
 	if !ok {
-		return errors.New("UKI .initrd: not a zstd, gzip or newc cpio archive")
+		return errors.New(what + ": not a zstd, gzip or newc cpio archive")
 	}
-	im.cpio(initrd, codec)
+	im.cpio(r, codec)
 	return nil
 }
 
