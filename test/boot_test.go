@@ -103,6 +103,22 @@ func TestBootReferenceAmd64ISOBothOVMFSlow(t *testing.T) {
 	bootReference(t, filepath.Join(dir, "host-amd64.iso"), false)
 }
 
+// The same iso as a USB stick: its hybrid MBR, under either firmware.
+func TestBootReferenceAmd64ISOAsUSBSeaBIOSSlow(t *testing.T) {
+	t.Parallel()
+	dir := referenceImages(t, "amd64", amd64Formats...)
+	bootReference(t, filepath.Join(dir, "host-amd64.iso"), false, func(o *qemu.Options) {
+		bios := false
+		o.UEFI, o.USB = &bios, true
+	})
+}
+
+func TestBootReferenceAmd64ISOAsUSBOVMFSlow(t *testing.T) {
+	t.Parallel()
+	dir := referenceImages(t, "amd64", amd64Formats...)
+	bootReference(t, filepath.Join(dir, "host-amd64.iso"), false, func(o *qemu.Options) { o.USB = true })
+}
+
 // The cloud formats hold the same disk; QEMU reads VHD and VMDK itself.
 func TestBootReferenceAmd64VHDSlow(t *testing.T) {
 	t.Parallel()

@@ -46,11 +46,11 @@ func (b *builder) efiStub(ctx context.Context, arch string) ([]byte, error) {
 // (bzImage), the initramfs and the command line.
 func (b *builder) biosBoot(ctx context.Context, sys *system, initrd []byte) (*biosBoot, error) {
 	files, err := b.toolFiles(ctx, "isolinux", sys.arch,
-		"usr/lib/ISOLINUX/isolinux.bin", "usr/lib/syslinux/modules/bios/ldlinux.c32")
+		"usr/lib/ISOLINUX/isolinux.bin", "usr/lib/syslinux/modules/bios/ldlinux.c32", "usr/lib/ISOLINUX/isohdpfx.bin")
 	if err != nil {
 		return nil, err
 	}
-	return &biosBoot{isolinux: files[0], ldlinux: files[1], kernel: sys.kernel, initrd: initrd, cmdline: sys.cmdline}, nil
+	return &biosBoot{isolinux: files[0], ldlinux: files[1], isohdpfx: files[2], kernel: sys.kernel, initrd: initrd, cmdline: sys.cmdline}, nil
 }
 
 // toolFiles builds one of keel's tools/ packages for arch and returns the

@@ -3,6 +3,7 @@ package build
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -55,6 +56,7 @@ type isoBoot struct {
 // biosBoot is ISOLINUX with what it loads.
 type biosBoot struct {
 	isolinux, ldlinux []byte
+	isohdpfx          []byte // the isohybrid MBR code
 	kernel, initrd    []byte
 	cmdline           string
 }
@@ -101,6 +103,11 @@ func writeISO(w io.Writer, name string, boot isoBoot, epoch time.Time) error {
 		add("isolinux/isolinux.cfg", isolinuxConfig(b.cmdline))
 		opts.BIOSBootImage = "isolinux/isolinux.bin"
 		opts.BootInfoTable = true
+		if boot.uki != nil {
+			// The image for every machine also boots from a USB stick.
+			sum := sha256.Sum256([]byte(seed(name, boot.uki, b.initrd)))
+			opts.Hybrid = &iso9660.Hybrid{MBR: b.isohdpfx, ID: binary.BigEndian.Uint32(sum[:4])}
+		}
 	}
 	return iso9660.Write(w, opts)
 }

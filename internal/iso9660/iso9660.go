@@ -48,7 +48,19 @@ type Options struct {
 	BIOSLoadSectors uint16
 	// SystemArea fills the first bytes of the image (up to 32 KiB).
 	SystemArea []byte
-	Epoch      time.Time
+	// Hybrid, when set, replaces SystemArea with an isohybrid MBR so the
+	// image also boots as a disk (a USB stick), and pads it to a MiB.
+	Hybrid *Hybrid
+	Epoch  time.Time
+}
+
+// Hybrid describes the isohybrid MBR, as syslinux's isohybrid writes it:
+// BIOSes run the MBR code, which loads the BIOS boot file (it must be an
+// isohybrid-capable isolinux.bin); EFI firmware finds the EFI boot image
+// through an MBR partition of type 0xEF.
+type Hybrid struct {
+	MBR []byte // syslinux's isohdpfx.bin: up to 432 bytes of boot code
+	ID  uint32 // the MBR disk signature; derive it from the content
 }
 
 const (
@@ -265,7 +277,60 @@ func plan(opts Options) (*image, error) {
 		lba += sectors(f.Size)
 	}
 	img.total = lba
+	if opts.Hybrid != nil {
+		if len(opts.Hybrid.MBR) == 0 || len(opts.Hybrid.MBR) > 432 {
+			return nil, fmt.Errorf("iso9660: hybrid MBR code of %d bytes: want 1 to 432", len(opts.Hybrid.MBR))
+		}
+		if img.bios == nil {
+			return nil, fmt.Errorf("iso9660: a hybrid image needs a BIOS boot file")
+		}
+		// Whole MiB: the MBR's partition ends on a cylinder of 64 heads
+		// and 32 sectors, as isohybrid lays it out.
+		img.total = (img.total + hybridCylinder/SectorSize - 1) / (hybridCylinder / SectorSize) * (hybridCylinder / SectorSize)
+	}
 	return img, nil
+}
+
+const (
+	hybridHeads    = 64
+	hybridSectors  = 32
+	hybridCylinder = hybridHeads * hybridSectors * 512
+)
+
+// hybridMBR is the isohybrid MBR: boot code, the boot file's address in
+// 512-byte sectors at 432 (where isohdpfx.bin's code reads it), the disk
+// signature, a bootable entry over the whole image and, with an EFI boot
+// image, a type 0xEF entry over it. The whole-image entry has type 0, as
+// xorriso writes it: UEFI firmware rejects overlapping MBR partitions but
+// skips empty ones, and the BIOS code does not look at types.
+func (img *image) hybridMBR() []byte {
+	h := img.opts.Hybrid
+	mbr := make([]byte, 512)
+	copy(mbr, h.MBR)
+	le := binary.LittleEndian
+	le.PutUint32(mbr[432:], img.bios.lba*4)
+	le.PutUint32(mbr[440:], h.ID)
+	sectors := img.total * (SectorSize / 512)
+	cylinders := sectors * 512 / hybridCylinder
+	e := mbr[446:]
+	e[0] = 0x80
+	e[1], e[2], e[3] = 0, 1, 0 // CHS of LBA 0
+	e[4] = 0x00
+	e[5] = hybridHeads - 1
+	e[6] = byte(hybridSectors | ((cylinders-1)&0x300)>>2)
+	e[7] = byte(cylinders - 1)
+	le.PutUint32(e[8:], 0)
+	le.PutUint32(e[12:], sectors)
+	if img.efi != nil {
+		e := mbr[462:]
+		e[4] = 0xef
+		// CHS is meaningless this far in; the LBA fields are what count.
+		e[1], e[2], e[3], e[5], e[6], e[7] = 0xfe, 0xff, 0xff, 0xfe, 0xff, 0xff
+		le.PutUint32(e[8:], img.efi.lba*4)
+		le.PutUint32(e[12:], uint32((img.efi.Size+511)/512))
+	}
+	mbr[510], mbr[511] = 0x55, 0xaa
+	return mbr
 }
 
 func (img *image) lookup(p string) (*file, error) {
@@ -575,7 +640,11 @@ func (img *image) write(w io.Writer) error {
 			return err
 		}
 	}
-	if err := cw.write(img.opts.SystemArea); err != nil {
+	systemArea := img.opts.SystemArea
+	if img.opts.Hybrid != nil {
+		systemArea = img.hybridMBR()
+	}
+	if err := cw.write(systemArea); err != nil {
 		return err
 	}
 	if err := cw.padTo(systemAreaSectors); err != nil {

@@ -179,3 +179,46 @@ func TestLongNamesAreShortenedStably(t *testing.T) {
 		t.Fatal("not stable")
 	}
 }
+
+// TestHybridMBRPointsAtBootFiles checks the isohybrid MBR by following
+// it: the BIOS boot file's address at 432 and the EFI partition both lead
+// to the bytes of those files, the whole-image entry spans the padded
+// image, and fdisk reads the table.
+func TestHybridMBRPointsAtBootFiles(t *testing.T) {
+	efi := efiImage(t)
+	o := options(t, efi)
+	code := pattern(432, 7)
+	o.Hybrid = &Hybrid{MBR: code, ID: 0x4b45454c}
+	img := write(t, o)
+	if len(img)%(1<<20) != 0 {
+		t.Errorf("hybrid image of %d bytes is not whole MiB", len(img))
+	}
+	le := binary.LittleEndian
+	if !bytes.Equal(img[:432], code) || img[510] != 0x55 || img[511] != 0xaa || le.Uint32(img[440:]) != 0x4b45454c {
+		t.Fatal("MBR code, signature or disk id missing")
+	}
+	bios := int64(le.Uint32(img[432:])) * 512
+	if want := pattern(4096+100, 3); !bytes.Equal(img[bios:bios+8], want[:8]) {
+		t.Errorf("the address at 432 (%d) does not lead to isolinux.bin", bios)
+	}
+	whole, esp := img[446:462], img[462:478]
+	if whole[0] != 0x80 || whole[4] != 0 || int(le.Uint32(whole[12:]))*512 != len(img) {
+		t.Errorf("whole-image entry % x", whole)
+	}
+	start, n := int64(le.Uint32(esp[8:]))*512, int64(le.Uint32(esp[12:]))*512
+	if esp[4] != 0xef || n != int64(len(efi)+511)/512*512 || !bytes.Equal(img[start:start+int64(len(efi))], efi) {
+		t.Errorf("EFI entry % x does not cover the EFI boot image", esp)
+	}
+	p := filepath.Join(t.TempDir(), "hybrid.iso")
+	if err := os.WriteFile(p, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := tooltest.Run(t, "fdisk", "-l", p); !strings.Contains(out, " ef ") {
+		t.Errorf("fdisk -l lists no EFI partition:\n%s", out)
+	}
+
+	o.BIOSBootImage = ""
+	if err := Write(io.Discard, o); err == nil {
+		t.Error("a hybrid image without a BIOS boot file was accepted")
+	}
+}

@@ -89,19 +89,30 @@ func (p *plan) args() ([]string, error) {
 	if arch == "arm64" {
 		console = "ttyAMA0"
 	}
-	switch p.img.Format {
-	case FormatKernel:
+	switch {
+	case p.img.Format == FormatKernel:
 		add("-kernel", p.img.Path)
 		if p.img.Initrd != "" {
 			add("-initrd", p.img.Initrd)
 		}
 		add("-append", kernelCmdline(p.img.Cmdline, console, p.opts.Cmdline))
-	case FormatUKI:
+	case p.img.Format == FormatUKI:
 		// A read-only virtual FAT drive holding the UKI at the removable
 		// media path: the firmware finds and starts it with no boot entry.
 		add("-drive", "if=none,id=esp,format=raw,readonly=on,file=fat:"+driveFile(p.esp),
 			"-device", "virtio-blk-pci,drive=esp,bootindex=0")
-	case FormatISO:
+	case p.opts.USB:
+		// As a stick: an ISO is then read as the disk its hybrid MBR
+		// makes of it.
+		drive := "if=none,id=usb0,format=" + string(p.img.Format)
+		if p.img.Format == FormatISO {
+			// Read-only like the CD it also is, so other machines may
+			// boot the same file at once.
+			drive = "if=none,id=usb0,format=raw,readonly=on"
+		}
+		add("-drive", drive+",file="+driveFile(p.img.Path),
+			"-device", "qemu-xhci,id=xhci", "-device", "usb-storage,bus=xhci.0,drive=usb0,bootindex=0")
+	case p.img.Format == FormatISO:
 		add("-drive", "if=none,id=cd0,media=cdrom,format=raw,readonly=on,file="+driveFile(p.img.Path))
 		if arch == "amd64" {
 			// q35's AHCI: both SeaBIOS and OVMF boot El Torito from it.

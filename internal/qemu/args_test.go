@@ -63,6 +63,13 @@ func TestArgs(t *testing.T) {
 			want: []string{"AAVMF_CODE.fd", "-device scsi-cd,drive=cd0,bus=scsi0.0,bootindex=0"},
 		},
 		{
+			name: "amd64 iso as a usb stick under seabios",
+			img:  Image{Path: "/o/h-amd64.iso", Format: FormatISO, Arch: "amd64"},
+			opts: Options{USB: true},
+			want: []string{"-drive if=none,id=usb0,format=raw,readonly=on,file=/o/h-amd64.iso", "-device usb-storage,bus=xhci.0,drive=usb0,bootindex=0"},
+			not:  []string{"pflash", "ide-cd"},
+		},
+		{
 			name: "uki",
 			img:  Image{Path: "/o/h-amd64.efi", Format: FormatUKI, Arch: "amd64", UEFI: true},
 			want: []string{"file=fat:/tmp/k/esp", "OVMF_CODE_4M.fd"},

@@ -29,6 +29,7 @@ type Options struct {
 	Mem     int    // MiB; 0 = 1024
 	CPUs    int    // 0 = 1
 	UEFI    *bool  // nil = what Detect finds (from the name; default EFI)
+	USB     bool   // attach the image as a USB disk, as a stick would be (ISO and disk images)
 	Disks   []Disk
 	Publish []string // "HOST:GUEST" ports forwarded from 127.0.0.1 (tcp, or suffix /udp)
 	// Metadata is a user-data file served on a NoCloud config drive: a
