@@ -56,11 +56,12 @@ type Output struct {
 }
 
 func (o Options) progress(msg string) {
-	if o.Progress != nil {
+	switch {
+	case o.Progress != nil:
 		fmt.Fprintln(o.Progress, msg)
-		return
+	case o.Log != nil:
+		o.Log.Info(msg)
 	}
-	o.Log.Info(msg)
 }
 
 // Build runs the pipeline.

@@ -12,8 +12,12 @@ import (
 	"github.com/keelos/keel/internal/spec"
 )
 
-// supportedFormats are the output formats this build of keel writes.
-var supportedFormats = append([]string{"kernel+initrd", "tar", "uki", "iso-efi", "iso-bios", "iso"}, diskFormats...)
+// ukiFormats are the outputs that carry the UKI (an EFI boot path).
+var ukiFormats = append([]string{"uki", "iso-efi", "iso"}, diskFormats...)
+
+// supportedFormats are the output formats this build of keel writes; all
+// but tar boot, so all but tar need the initramfs.
+var supportedFormats = append([]string{"kernel+initrd", "tar", "iso-bios"}, ukiFormats...)
 
 // writeAtomic writes path through a temporary file in the same directory
 // and renames it into place only when write succeeded, so a failed build
@@ -84,7 +88,7 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 	record("sbom", base+sbom.FileSuffix, n)
 
 	var initrd []byte
-	if has(append([]string{"kernel+initrd", "uki", "iso-efi", "iso-bios", "iso"}, diskFormats...)...) {
+	if slices.ContainsFunc(formats, func(f string) bool { return f != "tar" }) {
 		b.logf("%s: writing initramfs", sys.arch)
 		var buf bytes.Buffer
 		if err := writeInitramfs(&buf, sys.root, b.epoch); err != nil {
@@ -128,7 +132,7 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 		}
 		record("iso-bios", p, n)
 	}
-	if !has(append([]string{"uki", "iso-efi", "iso"}, diskFormats...)...) {
+	if !has(ukiFormats...) {
 		return outs, nil
 	}
 	stub, err := b.efiStub(ctx, sys.arch)

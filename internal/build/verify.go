@@ -66,9 +66,7 @@ func Verify(ctx context.Context, opts Options) (*Result, error) {
 	second.Dir = filepath.Join(scratch, "out")
 	second.CacheDir = filepath.Join(scratch, "cache")
 	second.Locked = false // the first build checked build.lock already
-	if second.Log != nil {
-		second.Log.Info("verify: second build from an empty cache in " + scratch)
-	}
+	second.progress("verify: second build from an empty cache in " + scratch)
 	other, err := func() (*Result, error) {
 		oldMask := unix.Umask(0o077)
 		defer unix.Umask(oldMask)

@@ -76,10 +76,10 @@ func WriteSparse(w io.Writer, name string, src io.ReaderAt, size int64, mtime ti
 		hdr[482] = 1
 	}
 	putChecksum(hdr)
-	cw := &countingWriter{w: w}
-	if _, err := cw.Write(hdr); err != nil {
+	if _, err := w.Write(hdr); err != nil {
 		return fmt.Errorf("gnutar: %w", err)
 	}
+	written := int64(blockSize) + stored
 	for len(rest) > 0 {
 		ext := make([]byte, blockSize)
 		n := min(len(rest), extensionEntries)
@@ -90,35 +90,29 @@ func WriteSparse(w io.Writer, name string, src io.ReaderAt, size int64, mtime ti
 		if len(rest) > 0 {
 			ext[504] = 1
 		}
-		if _, err := cw.Write(ext); err != nil {
+		if _, err := w.Write(ext); err != nil {
 			return fmt.Errorf("gnutar: %w", err)
 		}
+		written += blockSize
 	}
 	for _, r := range regions {
-		if _, err := io.Copy(cw, io.NewSectionReader(src, r.off, r.n)); err != nil {
+		n, err := io.Copy(w, io.NewSectionReader(src, r.off, r.n))
+		if err == nil && n != r.n {
+			err = io.ErrUnexpectedEOF // the file shrank since it was scanned
+		}
+		if err != nil {
 			return fmt.Errorf("gnutar: %s: %w", name, err)
 		}
 	}
 	// Pad the data to a block, then the two zero blocks that end an
 	// archive, and fill the last 10 KiB record as GNU tar does.
 	const record = 20 * blockSize
-	pad := (blockSize-cw.n%blockSize)%blockSize + 2*blockSize
-	pad += (record - (cw.n+pad)%record) % record
-	if _, err := cw.Write(make([]byte, pad)); err != nil {
+	pad := (blockSize-written%blockSize)%blockSize + 2*blockSize
+	pad += (record - (written+pad)%record) % record
+	if _, err := w.Write(make([]byte, pad)); err != nil {
 		return fmt.Errorf("gnutar: %w", err)
 	}
 	return nil
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // dataRegions lists the runs of whole chunks (on a grid from offset 0)
