@@ -47,8 +47,11 @@ func writeHelloImage(t *testing.T, dir string) string {
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(src, "go.mod"), []byte("module hello\n\ngo 1.22\n"), 0o644)
-	os.WriteFile(filepath.Join(src, "main.go"), []byte(helloProgram), 0o644)
+	for name, data := range map[string]string{"go.mod": "module hello\n\ngo 1.22\n", "main.go": helloProgram} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	bin := filepath.Join(dir, "hello")
 	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
 	cmd.Dir = src
