@@ -30,7 +30,6 @@ func TestReferenceOutputsPassExternalChecks(t *testing.T) {
 	dir := referenceImages(t, "amd64", amd64Formats...)
 	raw := filepath.Join(dir, "host-amd64-efi.raw")
 	qcow := filepath.Join(dir, "host-amd64-efi.qcow2")
-	iso := filepath.Join(dir, "host-amd64-efi.iso")
 
 	t.Run("qemu-img", func(t *testing.T) {
 		out := tool(t, "qemu-img", "check", qcow)
@@ -70,13 +69,16 @@ func TestReferenceOutputsPassExternalChecks(t *testing.T) {
 	// kind of output.
 	t.Run("inspect", func(t *testing.T) {
 		keel := keelBinary(t)
-		imgs := []string{iso, qcow, raw, filepath.Join(dir, "host-amd64-kernel")}
-		for _, f := range []string{"-bios.iso", ".iso", ".vhd", "-dynamic.vhd", ".vhdx", ".vmdk", ".ova", "-gce.tar.gz", "-aws.raw"} {
-			imgs = append(imgs, filepath.Join(dir, "host-amd64"+f))
-		}
-		for _, img := range imgs {
+		// Each file, by suffix, and the format inspect must recognise in it
+		// (the aws disk is a raw EFI disk).
+		for _, c := range []struct{ suffix, format string }{
+			{"-kernel", "kernel+initrd"}, {"-efi.iso", "iso-efi"}, {"-bios.iso", "iso-bios"}, {".iso", "iso"},
+			{"-efi.raw", "raw-efi"}, {"-efi.qcow2", "qcow2-efi"}, {".vhd", "vhd"}, {"-dynamic.vhd", "dynamic-vhd"},
+			{".vhdx", "vhdx"}, {".vmdk", "vmdk"}, {".ova", "ova"}, {"-gce.tar.gz", "gce"}, {"-aws.raw", "raw-efi"},
+		} {
+			img := filepath.Join(dir, "host-amd64"+c.suffix)
 			out := tool(t, keel, "inspect", img)
-			for _, want := range []string{"name = \"host\"", "build.lock:", "SBOM host-amd64", "image service  sshd", "kernel         linux"} {
+			for _, want := range []string{"format:      " + c.format + " (", "name = \"host\"", "build.lock:", "SBOM host-amd64", "image service  sshd", "kernel         linux"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("keel inspect %s: no %q in:\n%s", filepath.Base(img), want, out)
 				}

@@ -31,8 +31,9 @@ const (
 	FormatKernelInitrd = "kernel+initrd"
 	FormatTar          = "tar"
 	FormatUKI          = "uki"
-	FormatISOEFI       = "iso-efi" // also an iso, which holds the EFI entry too
+	FormatISOEFI       = "iso-efi"
 	FormatISOBIOS      = "iso-bios"
+	FormatISO          = "iso"
 	FormatRawEFI       = "raw-efi"
 	FormatQcow2EFI     = "qcow2-efi"
 	FormatVHD          = "vhd"
@@ -173,6 +174,9 @@ func (im *Image) locate(r io.ReaderAt, size int64) error {
 		im.layer("ISO 9660")
 		img, err := isoFile(r, size, "EFI/BOOT/EFIBOOT.IMG")
 		if err == nil {
+			if _, berr := isoFile(r, size, "ISOLINUX/ISOLINUX.BIN"); berr == nil {
+				im.Format = FormatISO // BIOS and EFI
+			}
 			im.layer("EFI/BOOT/EFIBOOT.IMG")
 			return im.fat(img)
 		}
