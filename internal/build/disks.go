@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/keelos/keel/internal/disk"
@@ -19,8 +20,13 @@ import (
 	"github.com/keelos/keel/internal/vmdk"
 )
 
-// diskFormats are the outputs made from the GPT EFI disk.
-var diskFormats = []string{"raw-efi", "qcow2-efi", "vhd", "dynamic-vhd", "vhdx", "vmdk", "ova", "gce", "aws"}
+// rawFormats are the outputs made from the GPT EFI disk at its own size;
+// cloudFormats from the same disk at whole GiB.
+var (
+	rawFormats   = []string{"raw-efi", "qcow2-efi", "vhd", "dynamic-vhd", "vhdx", "vmdk", "ova"}
+	cloudFormats = []string{"gce", "aws"}
+	diskFormats  = append(slices.Clone(rawFormats), cloudFormats...)
+)
 
 const gib = 1 << 30
 
@@ -107,7 +113,7 @@ func (b *builder) writeDisks(sys *system, base, bootName string, ukiData []byte,
 	}
 	d := newEFIDisk(bootName, ukiData, size, b.spec.Name+"-"+sys.arch, b.epoch)
 	rawPath, rawSize := "", int64(-1)
-	if has("raw-efi", "qcow2-efi", "vhd", "dynamic-vhd", "vhdx", "vmdk", "ova") {
+	if has(rawFormats...) {
 		var cleanup func()
 		rawPath, cleanup, rawSize, err = b.rawDisk(base+"-efi.raw", has("raw-efi"), d, record, "raw-efi")
 		if err != nil {
@@ -118,7 +124,7 @@ func (b *builder) writeDisks(sys *system, base, bootName string, ukiData []byte,
 			return err
 		}
 	}
-	if !has("gce", "aws") {
+	if !has(cloudFormats...) {
 		return nil
 	}
 	cloud, err := d.cloud()
