@@ -54,7 +54,7 @@ func referenceImages(t *testing.T, arch string, formats ...string) string {
 }
 
 var amd64Formats = []string{"kernel+initrd", "iso-efi", "iso-bios", "iso", "raw-efi", "qcow2-efi",
-	"vhd", "dynamic-vhd", "vhdx", "vmdk", "ova", "gce", "aws"}
+	"raw-bios", "qcow2-bios", "raw", "vhd", "dynamic-vhd", "vhdx", "vmdk", "ova", "gce", "aws"}
 
 func TestBootReferenceAmd64KernelInitrdSlow(t *testing.T) {
 	t.Parallel()
@@ -91,10 +91,7 @@ func TestBootReferenceAmd64ISOBIOSSlow(t *testing.T) {
 func TestBootReferenceAmd64ISOBothSeaBIOSSlow(t *testing.T) {
 	t.Parallel()
 	dir := referenceImages(t, "amd64", amd64Formats...)
-	bootReference(t, filepath.Join(dir, "host-amd64.iso"), false, func(o *qemu.Options) {
-		bios := false
-		o.UEFI = &bios
-	})
+	bootReference(t, filepath.Join(dir, "host-amd64.iso"), false, seaBIOS)
 }
 
 func TestBootReferenceAmd64ISOBothOVMFSlow(t *testing.T) {
@@ -119,11 +116,44 @@ func TestBootReferenceAmd64ISOAsUSBOVMFSlow(t *testing.T) {
 	bootReference(t, filepath.Join(dir, "host-amd64.iso"), false, func(o *qemu.Options) { o.USB = true })
 }
 
-// The cloud formats hold the same disk; QEMU reads VHD and VMDK itself.
-func TestBootReferenceAmd64VHDSlow(t *testing.T) {
+// raw-bios and qcow2-bios boot through SeaBIOS and GRUB's core image;
+// raw boots through either firmware from the same disk.
+func TestBootReferenceAmd64RawBIOSSlow(t *testing.T) {
 	t.Parallel()
 	dir := referenceImages(t, "amd64", amd64Formats...)
-	bootReference(t, filepath.Join(dir, "host-amd64.vhd"), false)
+	bootReference(t, filepath.Join(dir, "host-amd64-bios.raw"), false)
+}
+
+func TestBootReferenceAmd64Qcow2BIOSSlow(t *testing.T) {
+	t.Parallel()
+	dir := referenceImages(t, "amd64", amd64Formats...)
+	bootReference(t, filepath.Join(dir, "host-amd64-bios.qcow2"), false)
+}
+
+func TestBootReferenceAmd64RawBothSeaBIOSSlow(t *testing.T) {
+	t.Parallel()
+	dir := referenceImages(t, "amd64", amd64Formats...)
+	bootReference(t, filepath.Join(dir, "host-amd64.raw"), false, seaBIOS)
+}
+
+func TestBootReferenceAmd64RawBothOVMFSlow(t *testing.T) {
+	t.Parallel()
+	dir := referenceImages(t, "amd64", amd64Formats...)
+	bootReference(t, filepath.Join(dir, "host-amd64.raw"), false)
+}
+
+func seaBIOS(o *qemu.Options) {
+	bios := false
+	o.UEFI = &bios
+}
+
+// The VM and cloud formats hold the raw disk, which boots through either
+// firmware; QEMU reads VHD and VMDK itself. The VHD boots as on Azure's
+// first generation (a BIOS), the VMDK as the OVA asks (EFI).
+func TestBootReferenceAmd64VHDSeaBIOSSlow(t *testing.T) {
+	t.Parallel()
+	dir := referenceImages(t, "amd64", amd64Formats...)
+	bootReference(t, filepath.Join(dir, "host-amd64.vhd"), false, seaBIOS)
 }
 
 func TestBootReferenceAmd64VMDKSlow(t *testing.T) {
@@ -133,11 +163,12 @@ func TestBootReferenceAmd64VMDKSlow(t *testing.T) {
 }
 
 // The whole-GiB cloud disk: the aws output, byte for byte the disk.raw of
-// the gce one (TestCloudFormatsPassExternalChecks compares them).
-func TestBootReferenceAmd64CloudDiskSlow(t *testing.T) {
+// the gce one (TestCloudFormatsPassExternalChecks compares them), booted
+// as EC2 and Compute Engine boot an image not marked for UEFI.
+func TestBootReferenceAmd64CloudDiskSeaBIOSSlow(t *testing.T) {
 	t.Parallel()
 	dir := referenceImages(t, "amd64", amd64Formats...)
-	bootReference(t, filepath.Join(dir, "host-amd64-aws.raw"), false)
+	bootReference(t, filepath.Join(dir, "host-amd64-aws.raw"), false, seaBIOS)
 }
 
 func TestBootReferenceArm64RawEFISlow(t *testing.T) {

@@ -18,7 +18,7 @@ import (
 // tests open the same files.
 func TestCloudFormatsPassExternalChecks(t *testing.T) {
 	dir := referenceImages(t, "amd64", amd64Formats...)
-	raw := filepath.Join(dir, "host-amd64-efi.raw")
+	raw := filepath.Join(dir, "host-amd64.raw") // the disk for every machine
 	rawInfo, err := os.Stat(raw)
 	if err != nil {
 		t.Fatal(err)

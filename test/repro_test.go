@@ -25,10 +25,10 @@ func keelBinary(t *testing.T) string {
 
 // everyFormat is every output format keel writes.
 var everyFormat = []string{"kernel+initrd", "tar", "uki", "iso-efi", "iso", "raw-efi", "qcow2-efi",
-	"vhd", "dynamic-vhd", "vhdx", "vmdk", "ova", "gce", "aws"}
+	"raw", "vhd", "dynamic-vhd", "vhdx", "vmdk", "ova", "gce", "aws"}
 
 // x86Formats boot through a BIOS, which only amd64 has.
-var x86Formats = []string{"iso-bios"}
+var x86Formats = []string{"iso-bios", "raw-bios", "qcow2-bios"}
 
 // TestReproducibleEveryFormatSlow builds every format of the reference
 // image twice through the CLI, each time with its own cache directory

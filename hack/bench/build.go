@@ -19,11 +19,11 @@ var formats = []string{"kernel+initrd", "tar", "uki", "iso-efi", "raw-efi", "qco
 
 // sizedFormats are only built once, for the sizes table: each is a
 // conversion of an output above, timed by the writers section or not at
-// all. iso-bios is x86 only.
+// all. The BIOS formats are x86 only.
 func sizedFormats(arch string) []string {
-	f := []string{"iso", "vhd", "dynamic-vhd", "vhdx", "vmdk", "ova", "gce", "aws"}
+	f := []string{"iso", "raw", "vhd", "dynamic-vhd", "vhdx", "vmdk", "ova", "gce", "aws"}
 	if arch == "amd64" {
-		f = append(f, "iso-bios")
+		f = append(f, "iso-bios", "raw-bios", "qcow2-bios")
 	}
 	return f
 }

@@ -2,6 +2,7 @@ package build
 
 import (
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/keelos/keel/internal/disk"
@@ -20,25 +22,33 @@ import (
 	"github.com/keelos/keel/internal/vmdk"
 )
 
-// rawFormats are the outputs made from the GPT EFI disk at its own size;
-// cloudFormats from the same disk at whole GiB.
+// The disk formats, by the disk they are made from. The VM and cloud
+// formats are the disk for every machine: on amd64 it boots through EFI
+// and through a BIOS (Azure generation 1, Compute Engine and EC2 without
+// UEFI, VMware's default), elsewhere through EFI.
 var (
-	rawFormats   = []string{"raw-efi", "qcow2-efi", "vhd", "dynamic-vhd", "vhdx", "vmdk", "ova"}
+	efiFormats   = []string{"raw-efi", "qcow2-efi"}
+	biosFormats  = []string{"raw-bios", "qcow2-bios"}
+	vmFormats    = []string{"raw", "vhd", "dynamic-vhd", "vhdx", "vmdk", "ova"}
 	cloudFormats = []string{"gce", "aws"}
-	diskFormats  = append(slices.Clone(rawFormats), cloudFormats...)
+	diskFormats  = slices.Concat(efiFormats, biosFormats, vmFormats, cloudFormats)
 )
 
 const gib = 1 << 30
 
-// efiDisk is the GPT disk every disk format is made from: an ESP holding
-// the UKI at the removable-media path.
-type efiDisk struct {
+// bootDisk is a GPT disk the disk formats are made from: a FAT boot
+// partition (the ESP, holding the UKI at the removable-media path, or the
+// kernel and initramfs for a BIOS-only disk) and, when GRUB boots it from
+// a BIOS, a BIOS boot partition with GRUB's core image.
+type bootDisk struct {
 	opts disk.EFIOptions
-	name string // NAME-ARCH, for ids derived from content
+	name string    // NAME-ARCH, for ids derived from content
+	grub *grubBoot // nil: no BIOS boot path
 }
 
-func newEFIDisk(bootName string, ukiData []byte, size int64, name string, epoch time.Time) efiDisk {
-	return efiDisk{name: name, opts: disk.EFIOptions{
+// efiDisk boots the UKI through EFI only.
+func efiDisk(bootName string, ukiData []byte, size int64, name string, epoch time.Time) bootDisk {
+	return bootDisk{name: name, opts: disk.EFIOptions{
 		Seed:     seed(name, ukiData),
 		ESPFiles: []fat.File{bytesFile(bootName, ukiData)},
 		ESPLabel: "ESP",
@@ -48,14 +58,22 @@ func newEFIDisk(bootName string, ukiData []byte, size int64, name string, epoch 
 }
 
 // write writes the raw disk into f.
-func (d efiDisk) write(f *os.File) error { return disk.WriteEFI(f, d.opts) }
+func (d bootDisk) write(f *os.File) error {
+	if err := disk.WriteEFI(f, d.opts); err != nil {
+		return err
+	}
+	if d.grub == nil {
+		return nil
+	}
+	return d.grub.install(f, d.opts)
+}
 
 // cloud is the disk as GCE and EBS take it: a whole number of GiB, which
 // both platforms count disks in.
-func (d efiDisk) cloud() (efiDisk, error) {
+func (d bootDisk) cloud() (bootDisk, error) {
 	l, err := disk.Plan(d.opts)
 	if err != nil {
-		return efiDisk{}, err
+		return bootDisk{}, err
 	}
 	d.opts.Size = (l.Size + gib - 1) / gib * gib
 	return d, nil
@@ -67,13 +85,30 @@ type converter struct {
 	write          func(w io.Writer, src io.ReaderAt, size int64) error
 }
 
-// converters are the formats that re-encode the raw disk, in output order.
-func (b *builder) converters(d efiDisk) []converter {
+// diskSet is one raw disk and the formats made from it.
+type diskSet struct {
+	raw, rawSuffix string // the raw disk's own format
+	disk           bootDisk
+	converters     []converter
+}
+
+func (s diskSet) formats() []string {
+	out := []string{s.raw}
+	for _, c := range s.converters {
+		out = append(out, c.format)
+	}
+	if s.raw == "raw" {
+		out = append(out, "ova")
+	}
+	return out
+}
+
+// vmConverters are the formats that re-encode the disk for every machine.
+func (b *builder) vmConverters(d bootDisk) []converter {
 	id := contentID(d.opts.Seed)
 	name := d.name
 	vhdOpts := vhd.Options{UUID: id, Mtime: b.epoch}
 	return []converter{
-		{"qcow2-efi", "-efi.qcow2", qcow2.Write},
 		{"vhd", ".vhd", func(w io.Writer, src io.ReaderAt, size int64) error { return vhd.WriteFixed(w, src, size, vhdOpts) }},
 		{"dynamic-vhd", "-dynamic.vhd", func(w io.Writer, src io.ReaderAt, size int64) error {
 			return vhd.WriteDynamic(w, src, size, vhdOpts)
@@ -103,36 +138,64 @@ func contentID(seed string) [16]byte {
 	return id
 }
 
-// writeDisks writes every disk format asked for. The raw disk is written
-// once (kept as the raw-efi output or as a temporary file) and converted;
-// gce and aws get their own whole-GiB disk unless the raw one already is.
-func (b *builder) writeDisks(sys *system, base, bootName string, ukiData []byte, has func(...string) bool, record func(format, path string, size int64)) error {
+// writeDisks writes every disk format asked for. Each raw disk is written
+// once (kept as its raw output or as a temporary file) and converted; gce
+// and aws get their own whole-GiB disk unless the raw one already is.
+func (b *builder) writeDisks(ctx context.Context, sys *system, base, bootName string, ukiData, initrd []byte, has func(...string) bool, record func(format, path string, size int64)) error {
 	size, err := b.diskSize()
 	if err != nil {
 		return err
 	}
-	d := newEFIDisk(bootName, ukiData, size, b.spec.Name+"-"+sys.arch, b.epoch)
-	rawPath, rawSize := "", int64(-1)
-	if has(rawFormats...) {
-		var cleanup func()
-		rawPath, cleanup, rawSize, err = b.rawDisk(base+"-efi.raw", has("raw-efi"), d, record, "raw-efi")
+	name := b.spec.Name + "-" + sys.arch
+	efi := efiDisk(bootName, ukiData, size, name, b.epoch)
+	vm := efi
+	var bios *bootDisk
+	if sys.arch == "amd64" && has(slices.Concat(biosFormats, vmFormats, cloudFormats)...) {
+		grub, err := b.grubFiles(ctx)
+		if err != nil {
+			return err
+		}
+		if vm, err = hybridDisk(efi, grub, ukiData, sys.cmdline); err != nil {
+			return err
+		}
+		d := biosDisk(grub, sys.kernel, initrd, sys.cmdline, size, name, b.epoch)
+		bios = &d
+	} else if has(biosFormats...) {
+		return fmt.Errorf("%s: BIOS boot is x86 only, not %s; raw-efi and qcow2-efi boot through EFI", strings.Join(slices.DeleteFunc(slices.Clone(biosFormats), func(f string) bool { return !has(f) }), ", "), sys.arch)
+	}
+	sets := []diskSet{
+		{raw: "raw-efi", rawSuffix: "-efi.raw", disk: efi, converters: []converter{{"qcow2-efi", "-efi.qcow2", qcow2.Write}}},
+		{raw: "raw", rawSuffix: ".raw", disk: vm, converters: b.vmConverters(vm)},
+	}
+	if bios != nil {
+		sets = append(sets, diskSet{raw: "raw-bios", rawSuffix: "-bios.raw", disk: *bios, converters: []converter{{"qcow2-bios", "-bios.qcow2", qcow2.Write}}})
+	}
+	vmPath, vmSize := "", int64(-1)
+	for _, set := range sets {
+		if !has(set.formats()...) {
+			continue
+		}
+		rawPath, cleanup, rawSize, err := b.rawDisk(base+set.rawSuffix, has(set.raw), set.disk, record, set.raw)
 		if err != nil {
 			return err
 		}
 		defer cleanup()
-		if err := b.convertDisk(sys.arch, base, d, rawPath, rawSize, has, record); err != nil {
+		if err := b.convertDisk(sys.arch, base, set, rawPath, rawSize, has, record); err != nil {
 			return err
+		}
+		if set.raw == "raw" {
+			vmPath, vmSize = rawPath, rawSize
 		}
 	}
 	if !has(cloudFormats...) {
 		return nil
 	}
-	cloud, err := d.cloud()
+	cloud, err := vm.cloud()
 	if err != nil {
 		return err
 	}
-	cloudPath, cloudSize := rawPath, rawSize
-	if cloud.opts.Size != rawSize { // also when no raw disk was written
+	cloudPath, cloudSize := vmPath, vmSize
+	if cloud.opts.Size != vmSize { // also when no raw disk was written
 		var done func()
 		cloudPath, done, cloudSize, err = b.rawDisk(base+"-aws.raw", has("aws"), cloud, record, "aws")
 		if err != nil {
@@ -160,13 +223,13 @@ func (b *builder) writeDisks(sys *system, base, bootName string, ukiData []byte,
 }
 
 // convertDisk writes the formats that re-encode the raw disk at rawPath.
-func (b *builder) convertDisk(arch, base string, d efiDisk, rawPath string, rawSize int64, has func(...string) bool, record func(format, path string, size int64)) error {
+func (b *builder) convertDisk(arch, base string, set diskSet, rawPath string, rawSize int64, has func(...string) bool, record func(format, path string, size int64)) error {
 	src, err := os.Open(rawPath)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	for _, c := range b.converters(d) {
+	for _, c := range set.converters {
 		if !has(c.format) {
 			continue
 		}
@@ -178,16 +241,16 @@ func (b *builder) convertDisk(arch, base string, d efiDisk, rawPath string, rawS
 		}
 		record(c.format, p, n)
 	}
-	if has("ova") {
+	if set.raw == "raw" && has("ova") {
 		b.logf("%s: writing ova", arch)
-		return b.writeOVA(arch, base+".ova", src, rawSize, contentID(d.opts.Seed), record)
+		return b.writeOVA(arch, base+".ova", src, rawSize, contentID(set.disk.opts.Seed), record)
 	}
 	return nil
 }
 
 // rawDisk writes the raw disk to path when it is an output (format),
 // else to a temporary file next to it that cleanup removes.
-func (b *builder) rawDisk(path string, keep bool, d efiDisk, record func(format, path string, size int64), format string) (string, func(), int64, error) {
+func (b *builder) rawDisk(path string, keep bool, d bootDisk, record func(format, path string, size int64), format string) (string, func(), int64, error) {
 	if !keep {
 		path += ".keel-tmp"
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/spec"
 	"github.com/keelos/keel/tools"
 )
@@ -53,9 +54,8 @@ func (b *builder) biosBoot(ctx context.Context, sys *system, initrd []byte) (*bi
 	return &biosBoot{isolinux: files[0], ldlinux: files[1], isohdpfx: files[2], kernel: sys.kernel, initrd: initrd, cmdline: sys.cmdline}, nil
 }
 
-// toolFiles builds one of keel's tools/ packages for arch and returns the
-// named files of it.
-func (b *builder) toolFiles(ctx context.Context, tool, arch string, names ...string) ([][]byte, error) {
+// toolTree builds one of keel's tools/ packages for arch.
+func (b *builder) toolTree(ctx context.Context, tool, arch string) (*fstree.Tree, error) {
 	tmp, err := os.MkdirTemp("", "keel-tools-")
 	if err != nil {
 		return nil, err
@@ -66,6 +66,13 @@ func (b *builder) toolFiles(ctx context.Context, tool, arch string, names ...str
 		return nil, err
 	}
 	_, t, err := b.image(ctx, spec.ImageRef{Ref: dir}, arch, tool)
+	return t, err
+}
+
+// toolFiles builds one of keel's tools/ packages for arch and returns the
+// named files of it.
+func (b *builder) toolFiles(ctx context.Context, tool, arch string, names ...string) ([][]byte, error) {
+	t, err := b.toolTree(ctx, tool, arch)
 	if err != nil {
 		return nil, err
 	}

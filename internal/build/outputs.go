@@ -174,7 +174,7 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 		record(iso.format, p, n)
 	}
 	if has(diskFormats...) {
-		if err := b.writeDisks(sys, base, bootName, uki.Bytes(), has, record); err != nil {
+		if err := b.writeDisks(ctx, sys, base, bootName, uki.Bytes(), initrd, has, record); err != nil {
 			return nil, err
 		}
 	}

@@ -30,6 +30,10 @@ const (
 	TypeLinuxFilesystem = gpt.LinuxFilesystem
 	TypeLinuxRootX86_64 = gpt.LinuxRootX86_64
 	TypeLinuxRootArm64  = gpt.LinuxRootArm64
+	TypeBIOSBoot        = gpt.BIOSBoot
+	// TypeXBOOTLDR is a boot partition that is not the ESP (the Boot
+	// Loader Specification's extended boot loader partition).
+	TypeXBOOTLDR gpt.Type = "BC13C2FF-59E6-4262-A352-B275FD6F7172"
 )
 
 // Partition is an extra partition after the ESP, e.g. a squashfs root.
@@ -49,6 +53,11 @@ type EFIOptions struct {
 	ESPFiles []fat.File
 	ESPLabel string    // FAT label, "ESP" if empty
 	Epoch    time.Time // FAT timestamps
+	// ESPType and ESPName are the first partition's GPT type and name,
+	// the ESP's when empty; a disk that boots only through a BIOS keeps
+	// its boot files in a FAT partition of another type.
+	ESPType gpt.Type
+	ESPName string
 	// ESPSize is the ESP size in bytes; 0 fits it to ESPFiles.
 	ESPSize    int64
 	Partitions []Partition
@@ -120,10 +129,14 @@ func WriteEFI(f *os.File, opts EFIOptions) error {
 	if label == "" {
 		label = "ESP"
 	}
+	typ, name := opts.ESPType, opts.ESPName
+	if typ == "" {
+		typ, name = TypeESP, "EFI System Partition"
+	}
 	parts := []*gpt.Partition{{
 		Index: 1, Start: uint64(l.Partitions[0].Start / sectorSize),
 		End:  uint64((l.Partitions[0].Start+l.Partitions[0].Size)/sectorSize - 1),
-		Size: uint64(l.Partitions[0].Size), Type: TypeESP, Name: "EFI System Partition",
+		Size: uint64(l.Partitions[0].Size), Type: typ, Name: name,
 		GUID: GUID(opts.Seed, "partition 1"),
 	}}
 	for i, p := range opts.Partitions {

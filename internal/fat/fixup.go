@@ -3,7 +3,7 @@ package fat
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
+	"io"
 )
 
 // volume is just enough of a FAT volume to repair what go-diskfs v1.9.4
@@ -13,7 +13,7 @@ import (
 //   - FAT16 volumes carry an allocated cluster nobody owns;
 //   - FAT32's FSInfo free-cluster count is left "unknown".
 type volume struct {
-	f          *os.File
+	f          readWriterAt
 	start      int64
 	secSize    int64
 	clusSize   int64
@@ -32,7 +32,12 @@ type volume struct {
 	used       []bool // reachable clusters, by number
 }
 
-func openVolume(f *os.File, start int64) (*volume, error) {
+type readWriterAt interface {
+	io.ReaderAt
+	io.WriterAt
+}
+
+func openVolume(f readWriterAt, start int64) (*volume, error) {
 	bs := make([]byte, 512)
 	if _, err := f.ReadAt(bs, start); err != nil {
 		return nil, fmt.Errorf("read boot sector: %w", err)

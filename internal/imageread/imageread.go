@@ -35,7 +35,10 @@ const (
 	FormatISOBIOS      = "iso-bios"
 	FormatISO          = "iso"
 	FormatRawEFI       = "raw-efi"
+	FormatRawBIOS      = "raw-bios"
+	FormatRaw          = "raw" // BIOS and EFI
 	FormatQcow2EFI     = "qcow2-efi"
+	FormatQcow2BIOS    = "qcow2-bios"
 	FormatVHD          = "vhd"
 	FormatDynamicVHD   = "dynamic-vhd"
 	FormatVHDX         = "vhdx"
@@ -61,6 +64,8 @@ type Image struct {
 
 	f    *os.File
 	kind rootKind
+	// efi and bios say which boot paths a disk image has.
+	efi, bios bool
 	// open returns the stream of the archive holding the root (already
 	// decompressed for cpio).
 	open func() (io.Reader, func(), error)
@@ -168,7 +173,13 @@ func (im *Image) locate(r io.ReaderAt, size int64) error {
 		if err != nil {
 			return err
 		}
-		return im.disk(q, q.Size())
+		if err := im.disk(q, q.Size()); err != nil {
+			return err
+		}
+		if !im.efi {
+			im.Format = FormatQcow2BIOS
+		}
+		return nil
 	case iso:
 		im.Format = FormatISOEFI
 		im.layer("ISO 9660")
@@ -189,8 +200,18 @@ func (im *Image) locate(r io.ReaderAt, size int64) error {
 		im.layer("boot/initrd.img")
 		return im.initramfs(initrd, "ISO boot/initrd.img")
 	case len(head) >= 520 && string(head[512:520]) == "EFI PART":
-		im.Format = FormatRawEFI
-		return im.disk(r, size)
+		if err := im.disk(r, size); err != nil {
+			return err
+		}
+		switch {
+		case im.efi && im.bios:
+			im.Format = FormatRaw
+		case im.bios:
+			im.Format = FormatRawBIOS
+		default:
+			im.Format = FormatRawEFI
+		}
+		return nil
 	case bytes.HasPrefix(head, []byte("MZ")):
 		im.Format = FormatUKI
 		im.layer("UKI")
@@ -243,13 +264,47 @@ func isGCE(r io.ReaderAt, size int64) bool {
 	return err == nil && h.Name == "disk.raw"
 }
 
+// disk finds the root in a GPT disk: in the UKI on the ESP, or, on a
+// disk that boots only through a BIOS, in the initramfs GRUB loads from
+// the boot partition.
 func (im *Image) disk(r io.ReaderAt, size int64) error {
-	esp, err := gptESP(r, size)
+	part, err := gptESP(r, size)
 	if err != nil {
 		return err
 	}
-	im.layer("GPT EFI system partition")
-	return im.fat(esp)
+	im.bios = hasBootCode(r)
+	uki, name, err := espUKI(part)
+	if err == nil {
+		im.efi = true
+		im.layer("GPT EFI system partition")
+		im.layer("FAT " + name)
+		return im.uki(bytes.NewReader(uki))
+	}
+	if !im.bios {
+		return err
+	}
+	fsys, ferr := fatFS(part)
+	if ferr != nil {
+		return ferr
+	}
+	const initrdPath = "KEEL/INITRD.IMG"
+	initrd, ierr := fsys.ReadFile("/" + initrdPath)
+	if ierr != nil {
+		return fmt.Errorf("%w, nor %s for GRUB", err, initrdPath)
+	}
+	im.layer("GPT boot partition")
+	im.layer("FAT " + initrdPath)
+	return im.initramfs(io.NewSectionReader(bytes.NewReader(initrd), 0, int64(len(initrd))), initrdPath)
+}
+
+// hasBootCode reports whether the MBR carries boot code (keel's BIOS
+// disks: GRUB's boot.img); an EFI-only disk's protective MBR has none.
+func hasBootCode(r io.ReaderAt) bool {
+	var code [440]byte
+	if _, err := r.ReadAt(code[:], 0); err != nil {
+		return false
+	}
+	return !allZero(code[:])
 }
 
 func (im *Image) fat(vol *io.SectionReader) error {
