@@ -15,7 +15,7 @@ import (
 // archive, and sgdisk finds the whole-GiB cloud disks sound.
 //
 // Not parallel, like the other output checks, so it runs before the boot
-// tests open the same files.
+// tests take the CPU.
 func TestCloudFormatsPassExternalChecks(t *testing.T) {
 	dir := referenceImages(t, "amd64", amd64Formats...)
 	raw := filepath.Join(dir, "host-amd64.raw") // the disk for every machine

@@ -26,8 +26,8 @@ func tool(t *testing.T, name string, args ...string) string {
 // the raw disk), sgdisk on the GPT, fsck.vfat on the ESP and xorriso on
 // the ISO's El Torito catalogue.
 //
-// It is not parallel so that it runs before the boot tests, which open
-// the same files read-write.
+// It is not parallel so that it runs before the boot tests take the
+// CPU.
 func TestReferenceOutputsPassExternalChecks(t *testing.T) {
 	dir := referenceImages(t, "amd64", amd64Formats...)
 	raw := filepath.Join(dir, "host-amd64-efi.raw")

@@ -40,7 +40,7 @@ func newInspectCmd() *cobra.Command {
 		Use:   "inspect IMAGE",
 		Short: "Show what a built image was built from: spec, build.lock digest, SBOM",
 		Long: `Inspect reads /etc/keel from inside any output keel writes (NAME-ARCH-initrd.img
-or -kernel, .tar, .efi, -efi.iso, -efi.raw, -efi.qcow2), without mounting or
+or -kernel, .tar, .efi, any .iso, disk or VM image, .ova, -gce.tar.gz), without mounting or
 unpacking it, and prints the resolved spec the image was built from, the
 digests of that spec and of build.lock, and a summary of the image's SBOM
 (kernel, images by digest, Debian packages, Go modules).

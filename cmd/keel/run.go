@@ -94,6 +94,8 @@ format=qcow2 or a .qcow2 name).`,
 	f.StringVar(&opts.ConsoleFile, "console", "", "also write the console to FILE")
 	f.DurationVar(&opts.Timeout, "timeout", 0, "stop the machine and fail after this long (0: never)")
 	f.BoolVar(&uefi, "uefi", true, "boot through EFI firmware (default: from the image name; --uefi=false for BIOS)")
+	f.StringVar(&opts.Firmware, "firmware", "", "firmware image for QEMU's -bios instead of OVMF/AAVMF/SeaBIOS (e.g. U-Boot's qemu_arm64 u-boot.bin)")
+	f.BoolVar(&opts.Snapshot, "snapshot", false, "leave the image file unchanged: the guest's writes go to a temporary overlay")
 	f.BoolVar(&opts.USB, "usb", false, "attach the image as a USB disk, as a stick (a hybrid iso, or a disk image)")
 	f.StringArrayVar(&appends, "append", nil, "extra kernel command line arguments (kernel+initrd images)")
 	f.StringVar(&opts.Accel, "accel", "", "kvm or tcg (default: kvm when usable)")

@@ -34,10 +34,12 @@ const ConfigLabel = "org.keel.config"
 
 // defaultModules are loaded whenever the kernel has them: what any boot
 // under a hypervisor needs, the overlay used by writable containers, and
-// the ACPI power button and evdev init watches for a clean power-off.
+// the power button init watches for a clean power-off through evdev:
+// ACPI's, or a device tree's gpio-keys (arm64 boards, and QEMU's virt
+// machine under U-Boot, which passes a device tree instead of ACPI).
 var defaultModules = []string{
 	"virtio_pci", "virtio_mmio", "virtio_net", "virtio_blk", "virtio_console", "virtio_rng", "virtio_scsi",
-	"overlay", "button", "evdev", "af_packet",
+	"overlay", "button", "gpio_keys", "evdev", "af_packet",
 }
 
 type builder struct {

@@ -34,6 +34,13 @@ func (p *plan) uefi() bool {
 	return p.img.UEFI
 }
 
+func (p *plan) snapshot() string {
+	if p.opts.Snapshot {
+		return ",snapshot=on"
+	}
+	return ""
+}
+
 // args is the QEMU command line, program first.
 func (p *plan) args() ([]string, error) {
 	arch := p.img.Arch
@@ -77,7 +84,9 @@ func (p *plan) args() ([]string, error) {
 		"-chardev", "stdio,id=con0,signal=off", "-serial", "chardev:con0",
 		"-qmp", "unix:"+filepath.Join(p.dir, "qmp.sock")+",server=on,wait=off")
 
-	if p.uefi() && p.img.Format != FormatKernel {
+	if p.opts.Firmware != "" && p.img.Format != FormatKernel {
+		add("-bios", p.opts.Firmware)
+	} else if p.uefi() && p.img.Format != FormatKernel {
 		fw := firmware[arch]
 		add("-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+driveFile(fw.code),
 			"-drive", "if=pflash,format=raw,unit=1,file="+driveFile(p.vars))
@@ -104,7 +113,7 @@ func (p *plan) args() ([]string, error) {
 	case p.opts.USB:
 		// As a stick: an ISO is then read as the disk its hybrid MBR
 		// makes of it.
-		drive := "if=none,id=usb0,format=" + string(p.img.Format)
+		drive := "if=none,id=usb0,format=" + string(p.img.Format) + p.snapshot()
 		if p.img.Format == FormatISO {
 			// Read-only like the CD it also is, so other machines may
 			// boot the same file at once.
@@ -121,7 +130,7 @@ func (p *plan) args() ([]string, error) {
 			add("-device", "virtio-scsi-pci,id=scsi0", "-device", "scsi-cd,drive=cd0,bus=scsi0.0,bootindex=0")
 		}
 	default:
-		add("-drive", "if=none,id=boot,format="+string(p.img.Format)+",file="+driveFile(p.img.Path),
+		add("-drive", "if=none,id=boot,format="+string(p.img.Format)+p.snapshot()+",file="+driveFile(p.img.Path),
 			"-device", "virtio-blk-pci,drive=boot,bootindex=0")
 	}
 	if p.metadata != "" {

@@ -70,6 +70,13 @@ func TestArgs(t *testing.T) {
 			not:  []string{"pflash", "ide-cd"},
 		},
 		{
+			name: "arm64 raw under u-boot",
+			img:  Image{Path: "/o/h-arm64-efi.raw", Format: FormatRaw, Arch: "arm64", UEFI: true},
+			opts: Options{Firmware: "/fw/u-boot.bin", Snapshot: true},
+			want: []string{"-bios /fw/u-boot.bin", "-drive if=none,id=boot,format=raw,snapshot=on,file=/o/h-arm64-efi.raw"},
+			not:  []string{"pflash", "AAVMF"},
+		},
+		{
 			name: "uki",
 			img:  Image{Path: "/o/h-amd64.efi", Format: FormatUKI, Arch: "amd64", UEFI: true},
 			want: []string{"file=fat:/tmp/k/esp", "OVMF_CODE_4M.fd"},

@@ -24,14 +24,21 @@ import (
 
 // Options says what to boot and how.
 type Options struct {
-	Image   string // a keel output; see Detect
-	Arch    string // "" = what Detect finds
-	Mem     int    // MiB; 0 = 1024
-	CPUs    int    // 0 = 1
-	UEFI    *bool  // nil = what Detect finds (from the name; default EFI)
-	USB     bool   // attach the image as a USB disk, as a stick would be (ISO and disk images)
-	Disks   []Disk
-	Publish []string // "HOST:GUEST" ports forwarded from 127.0.0.1 (tcp, or suffix /udp)
+	Image string // a keel output; see Detect
+	Arch  string // "" = what Detect finds
+	Mem   int    // MiB; 0 = 1024
+	CPUs  int    // 0 = 1
+	UEFI  *bool  // nil = what Detect finds (from the name; default EFI)
+	// Firmware, when set, is a firmware image QEMU loads with -bios in
+	// place of OVMF/AAVMF or SeaBIOS: U-Boot's qemu_arm64 build, say,
+	// whose EFI loader is what many arm64 boards run.
+	Firmware string
+	USB      bool // attach the image as a USB disk, as a stick would be (ISO and disk images)
+	// Snapshot keeps the image file as it is: the guest's writes go to a
+	// temporary overlay, and other machines may boot the same file at once.
+	Snapshot bool
+	Disks    []Disk
+	Publish  []string // "HOST:GUEST" ports forwarded from 127.0.0.1 (tcp, or suffix /udp)
 	// Metadata is a user-data file served on a NoCloud config drive: a
 	// FAT volume labelled CIDATA holding user-data and meta-data.
 	Metadata    string
@@ -115,7 +122,7 @@ func Start(ctx context.Context, opts Options) (*Machine, error) {
 }
 
 func start(ctx context.Context, p *plan) (*Machine, error) {
-	if p.uefi() && p.img.Format != FormatKernel {
+	if p.uefi() && p.img.Format != FormatKernel && p.opts.Firmware == "" {
 		fw, ok := firmware[p.img.Arch]
 		if !ok {
 			return nil, fmt.Errorf("no EFI firmware known for %s", p.img.Arch)
