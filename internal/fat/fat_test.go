@@ -55,7 +55,13 @@ func TestImagesPassFsckAndMtools(t *testing.T) {
 		name string
 		size int64
 		kind string
-	}{{"fat16", Size(files), "16 bit entries"}, {"fat32", 80 << 20, "32 bit entries"}} {
+	}{
+		{"fat16", Size(files), "16 bit entries"},
+		{"fat32", 80 << 20, "32 bit entries"},
+		// go-diskfs sizes this one's FAT two entries short of the data
+		// area; Write shrinks the volume to what the FAT maps.
+		{"fat32 of 64 MiB", 64 << 20, "32 bit entries"},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			img := build(t, dir, "a.img", tc.size, files)

@@ -70,7 +70,52 @@ func openVolume(f readWriterAt, start int64) (*volume, error) {
 	if _, err := f.ReadAt(v.fat, start+v.fatStart); err != nil {
 		return nil, fmt.Errorf("read FAT: %w", err)
 	}
+	// Clusters the FAT cannot map do not exist (see fitToFAT).
+	v.nClusters = min(v.nClusters, v.mapped())
 	return v, nil
+}
+
+// mapped is how many clusters the FAT has entries for.
+func (v *volume) mapped() uint32 {
+	entry := int64(2)
+	if v.fat32 {
+		entry = 4
+	}
+	return uint32(v.fatSize/entry) - 2
+}
+
+// fitToFAT shrinks the volume's sector count when go-diskfs sized the FAT
+// a few entries short of the data area (a 64 MiB FAT32 volume, say):
+// fsck.vfat refuses a volume whose clusters the FAT cannot all map. The
+// unmapped tail is left unused, as mkfs.vfat does.
+func (v *volume) fitToFAT() error {
+	bootSector := make([]byte, 512)
+	if _, err := v.f.ReadAt(bootSector, v.start); err != nil {
+		return fmt.Errorf("read boot sector: %w", err)
+	}
+	le := binary.LittleEndian
+	total := int64(le.Uint16(bootSector[0x13:]))
+	field, size := 0x13, 2
+	if total == 0 {
+		total = int64(le.Uint32(bootSector[0x20:]))
+		field, size = 0x20, 4
+	}
+	if uint32((total*v.secSize-v.dataStart)/v.clusSize) <= v.mapped() {
+		return nil
+	}
+	fit := (v.dataStart + int64(v.mapped())*v.clusSize) / v.secSize
+	b := make([]byte, 4)
+	le.PutUint32(b, uint32(fit))
+	sectors := []int64{0}
+	if v.fat32 {
+		sectors = append(sectors, 6) // the backup boot sector
+	}
+	for _, sec := range sectors {
+		if _, err := v.f.WriteAt(b[:size], v.start+sec*v.secSize+int64(field)); err != nil {
+			return fmt.Errorf("write sector count: %w", err)
+		}
+	}
+	return nil
 }
 
 func (v *volume) next(c uint32) uint32 {
@@ -129,6 +174,9 @@ func (v *volume) dirRegions(first uint32, root bool) [][2]int64 {
 
 // repair walks the tree from the root and fixes the entries in place.
 func (v *volume) repair() error {
+	if err := v.fitToFAT(); err != nil {
+		return err
+	}
 	v.used = make([]bool, v.nClusters+2)
 	if v.fat32 {
 		v.markUsed(v.rootClus)
