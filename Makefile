@@ -9,15 +9,21 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 TEST_TIMEOUT ?= 85m
 
-.PHONY: all build deps run test test-short bench vet fmt clean
+.PHONY: all build deps test-deps run test test-short bench vet fmt clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/keel
 
+# Debian's packages (QEMU, runc, …).
 deps:
 	./hack/install-deps.sh
+
+# buildkitd, built once at a pinned version (hack/install-buildkitd.sh),
+# for the BuildKit tests: only `make test` needs it.
+test-deps: deps
+	GO=$(GO) ./hack/install-buildkitd.sh >/dev/null
 
 # Build the reference image (build.toml) and boot it under QEMU.
 run: deps build
@@ -32,7 +38,7 @@ fmt:
 
 # Every test: unit, fuzz seeds, host integration (as root), and the boot
 # tests under QEMU.
-test: deps fmt vet
+test: test-deps fmt vet
 	$(GO) test -timeout $(TEST_TIMEOUT) ./...
 
 # Unit tests only (no network, no QEMU).

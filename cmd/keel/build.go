@@ -8,12 +8,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keelos/keel/internal/build"
+	"github.com/keelos/keel/internal/pkgbuild"
 	"github.com/keelos/keel/internal/spec"
 )
 
 func newBuildCmd() *cobra.Command {
 	var opts build.Options
 	var verify bool
+	var bf builderFlags
 	cmd := &cobra.Command{
 		Use:   "build [SPEC...]",
 		Short: "Build OS images from spec files (default ./build.toml)",
@@ -37,6 +39,13 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 			if err := checkBuildFlags(opts); err != nil {
 				return err
 			}
+			// Packages with [build] steps that are not cached yet are
+			// solved on this builder.
+			bk, err := bf.config(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			pkgbuild.DefaultBuildKit = bk
 			if opts.DryRun {
 				return dryRun(cmd, opts)
 			}
@@ -66,6 +75,7 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 	f.BoolVar(&opts.Locked, "locked", false, "fail if any input differs from build.lock")
 	f.BoolVar(&verify, "verify-reproducible", false, "build a second time from an empty cache (other umask and time zone) and fail at the first output that differs")
 	f.BoolVar(&opts.Pull, "pull", false, "re-resolve registry references instead of using the cache")
+	addBuilderFlags(f, &bf)
 	return cmd
 }
 

@@ -51,14 +51,23 @@ func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 }
 
 func newPkgBuildCmd() *cobra.Command {
-	return &cobra.Command{
+	var bf builderFlags
+	cmd := &cobra.Command{
 		Use:   "build DIR...",
 		Short: "Build package images into the cache, for each --arch (default: the host's)",
 		Long: `Build each package directory for each architecture and print, per image,
-its reference (NAME:INPUTHASH), manifest digest, size and whether the
-cache already held it.`,
+its directory, architecture, manifest digest, size and whether the cache
+already held it. With several architectures, an OCI index of the images
+is cached too and printed as one more line.
+
+A package with [build] steps is solved by BuildKit on the daemon that
+--builder (or KEEL_BUILDKIT_HOST) names, unless the cache already holds
+it under the hash of its inputs: then no builder is contacted.`,
 		Example: `  keel pkg build ./pkg/sshd
-  keel pkg build --arch amd64,arm64 ./pkg/*`,
+  keel pkg build --arch amd64,arm64 ./pkg/*
+  keel pkg build --builder unix:///run/buildkit/buildkitd.sock examples/pkg/hello-c
+  keel pkg build --builder tcp://builder.example.com:1234 --builder-tlscacert ca.pem \
+      --builder-tlscert cert.pem --builder-tlskey key.pem examples/pkg/hello-c`,
 		Args: usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, dirs []string) error {
 			archs := global.Arch
@@ -69,9 +78,17 @@ cache already held it.`,
 			if err != nil {
 				return err
 			}
+			if b.BuildKit, err = bf.config(cmd.ErrOrStderr()); err != nil {
+				return err
+			}
 			for _, dir := range dirs {
 				for _, arch := range archs {
 					if err := buildOne(cmd.Context(), b, dir, arch, cmd.OutOrStdout()); err != nil {
+						return err
+					}
+				}
+				if len(archs) > 1 {
+					if err := buildIndex(cmd.Context(), b, dir, archs, cmd.OutOrStdout()); err != nil {
 						return err
 					}
 				}
@@ -79,6 +96,23 @@ cache already held it.`,
 			return nil
 		},
 	}
+	addBuilderFlags(cmd.Flags(), &bf)
+	return cmd
+}
+
+// buildIndex caches the OCI index of a package's images (built already,
+// so all cache hits) and prints it.
+func buildIndex(ctx context.Context, b *pkgbuild.Builder, dir string, archs []string, out io.Writer) error {
+	idx, key, err := b.BuildIndex(ctx, dir, archs)
+	if err != nil {
+		return err
+	}
+	dig, err := idx.Digest()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%s\t%s\t%s\tindex %s\n", filepath.Clean(dir), strings.Join(slices.Sorted(slices.Values(archs)), ","), dig, key)
+	return nil
 }
 
 // newPackageBuilder opens the cache and the host's Debian mirror (when it
@@ -153,7 +187,8 @@ func humanSize(n int64) string {
 }
 
 func newPkgPushCmd() *cobra.Command {
-	return &cobra.Command{
+	var bf builderFlags
+	cmd := &cobra.Command{
 		Use:   "push DIR... REGISTRY/REPO",
 		Short: "Build packages for each --arch (default: all) and push each as a multi-platform index",
 		Long: `Push builds each package for every architecture and pushes one image index
@@ -176,6 +211,9 @@ Credentials come from the docker config and its credential helpers.`,
 			if err != nil {
 				return err
 			}
+			if b.BuildKit, err = bf.config(cmd.ErrOrStderr()); err != nil {
+				return err
+			}
 			for _, dir := range dirs {
 				ref, err := pushOne(cmd.Context(), b, dir, archs, repo, tag)
 				if err != nil {
@@ -186,6 +224,8 @@ Credentials come from the docker config and its credential helpers.`,
 			return nil
 		},
 	}
+	addBuilderFlags(cmd.Flags(), &bf)
+	return cmd
 }
 
 // splitDest splits REGISTRY/REPO[:TAG].

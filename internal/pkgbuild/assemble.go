@@ -41,10 +41,26 @@ func (b *Builder) assemble(ctx context.Context, p *plan) (v1.Image, func(), erro
 		return nil, cleanup, err
 	}
 	var parts []part
+	if p.pkg.Build != nil {
+		t, what, err := b.buildSteps(ctx, p, store, work)
+		if err != nil {
+			return nil, cleanup, err
+		}
+		parts = []part{{what, t}}
+	} else if parts, err = b.parts(ctx, p, store, work); err != nil {
+		return nil, cleanup, err
+	}
+	img, err := b.image(p, parts, work)
+	return img, cleanup, err
+}
+
+// parts builds the package's own [debian], [[go]] and [[file]] layers.
+func (b *Builder) parts(ctx context.Context, p *plan, store *fstree.Store, work string) ([]part, error) {
+	var parts []part
 	if p.pkg.Debian != nil {
 		t, err := b.debianTree(ctx, p, store)
 		if err != nil {
-			return nil, cleanup, err
+			return nil, err
 		}
 		parts = append(parts, part{fmt.Sprintf("debian: %d packages", len(p.debs)), t})
 	}
@@ -54,10 +70,10 @@ func (b *Builder) assemble(ctx context.Context, p *plan) (v1.Image, func(), erro
 			b.progress("%s (%s): go build %s", p.pkg.Name, p.arch, g.Main)
 			bin := filepath.Join(work, fmt.Sprintf("go-%d", i))
 			if err := b.goBuild(ctx, p.pkg.Dir, p.arch, g, bin); err != nil {
-				return nil, cleanup, err
+				return nil, err
 			}
 			if err := addHostFile(t, g.Dest, bin, 0o755, 0, 0); err != nil {
-				return nil, cleanup, err
+				return nil, err
 			}
 		}
 		parts = append(parts, part{"go: " + goMains(p), t})
@@ -66,12 +82,17 @@ func (b *Builder) assemble(ctx context.Context, p *plan) (v1.Image, func(), erro
 		t := fstree.New(store)
 		for _, f := range p.pkg.Files {
 			if err := addSpecFile(t, f); err != nil {
-				return nil, cleanup, err
+				return nil, err
 			}
 		}
 		parts = append(parts, part{fmt.Sprintf("files: %d", len(p.pkg.Files)), t})
 	}
+	return parts, nil
+}
 
+// image makes p's image from its layers, with the package's labels and
+// runtime defaults.
+func (b *Builder) image(p *plan, parts []part, work string) (v1.Image, error) {
 	var img v1.Image = empty.Image
 	img = mutate.MediaType(img, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
@@ -79,11 +100,11 @@ func (b *Builder) assemble(ctx context.Context, p *plan) (v1.Image, func(), erro
 	for i, pt := range parts {
 		layerPath := filepath.Join(work, fmt.Sprintf("layer-%d.tar.gz", i))
 		if err := writeLayer(pt.tree, layerPath, b); err != nil {
-			return nil, cleanup, fmt.Errorf("writing %s layer: %w", pt.what, err)
+			return nil, fmt.Errorf("writing %s layer: %w", pt.what, err)
 		}
 		layer, err := tarball.LayerFromFile(layerPath, tarball.WithMediaType(types.OCILayer))
 		if err != nil {
-			return nil, cleanup, err
+			return nil, err
 		}
 		img, err = mutate.Append(img, mutate.Addendum{
 			Layer:     layer,
@@ -91,12 +112,12 @@ func (b *Builder) assemble(ctx context.Context, p *plan) (v1.Image, func(), erro
 			History:   v1.History{Created: created, CreatedBy: "keel pkg build: " + pt.what},
 		})
 		if err != nil {
-			return nil, cleanup, err
+			return nil, err
 		}
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return nil, cleanup, err
+		return nil, err
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", p.arch
@@ -106,13 +127,13 @@ func (b *Builder) assemble(ctx context.Context, p *plan) (v1.Image, func(), erro
 	cf.Created = created
 	cfgLabel, err := marshalLabel(p.pkg.Config)
 	if err != nil {
-		return nil, cleanup, err
+		return nil, err
 	}
 	cf.Config.Labels = map[string]string{LabelConfig: cfgLabel, LabelPackage: p.pkg.Name}
-	if p.pkg.Debian != nil {
+	if p.pkg.Debian != nil && p.debsInImage() {
 		debLabel, err := marshalLabel(debInfos(p.debs))
 		if err != nil {
-			return nil, cleanup, err
+			return nil, err
 		}
 		cf.Config.Labels[LabelDebian] = debLabel
 	}
@@ -124,11 +145,7 @@ func (b *Builder) assemble(ctx context.Context, p *plan) (v1.Image, func(), erro
 	if c.Cwd != nil {
 		cf.Config.WorkingDir = *c.Cwd
 	}
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		return nil, cleanup, err
-	}
-	return img, cleanup, nil
+	return mutate.ConfigFile(img, cf)
 }
 
 func goMains(p *plan) string {

@@ -24,6 +24,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/keelos/keel/internal/buildkit"
 	"github.com/keelos/keel/internal/cache"
 	"github.com/keelos/keel/internal/debian"
 	"github.com/keelos/keel/internal/spec"
@@ -63,6 +64,10 @@ type Builder struct {
 	Epoch time.Time
 	// Progress, if set, is told what the builder is doing.
 	Progress func(msg string)
+	// BuildKit is the builder that solves [build] sections; nil means
+	// DefaultBuildKit, else the environment (KEEL_BUILDKIT_HOST, …).
+	// It is contacted only when a package with [build] is not cached.
+	BuildKit *buildkit.Config
 
 	goOnce sync.Once
 	goVer  string
@@ -96,6 +101,12 @@ type plan struct {
 	arch string
 	debs []debian.Package
 	key  string
+	// [build] inputs that are other packages.
+	from     *plan
+	copyFrom map[int]*plan
+	// baseKey is the cache key of the [build] base made of the
+	// package's own parts (from = "base").
+	baseKey string
 }
 
 // Key returns the input hash of the package in dir for arch, as
@@ -162,19 +173,28 @@ func debInfos(debs []debian.Package) []DebInfo {
 }
 
 func (b *Builder) plan(ctx context.Context, dir, arch string) (*plan, error) {
+	return b.planStack(ctx, dir, arch, nil)
+}
+
+// planStack is plan, with the packages whose [build] led here (to refuse
+// cycles).
+func (b *Builder) planStack(ctx context.Context, dir, arch string, stack []string) (*plan, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
+	for _, s := range stack {
+		if s == abs {
+			return nil, fmt.Errorf("packages build from each other: %s", strings.Join(append(stack, abs), " -> "))
+		}
+	}
+	stack = append(stack, abs)
 	pkg, err := spec.LoadPackage(abs)
 	if err != nil {
 		return nil, err
 	}
 	if pkg.Dir == "" {
 		pkg.Dir = abs
-	}
-	if pkg.Build != nil {
-		return nil, fmt.Errorf("package %s: [build] steps need BuildKit, which this builder does not support yet", pkg.Name)
 	}
 	p := &plan{pkg: pkg, arch: arch}
 	h := newHasher()
@@ -183,6 +203,16 @@ func (b *Builder) plan(ctx context.Context, dir, arch string) (*plan, error) {
 	// programs and the [[file]] sources.
 	if err := hashDir(h, pkg.Dir); err != nil {
 		return nil, fmt.Errorf("package %s: hashing inputs: %w", pkg.Name, err)
+	}
+	// The base of a [build] from its own parts is cached apart, under the
+	// hash of those parts alone: a change to what the steps do (a copied
+	// source, a step) reuses it.
+	var base *hasher
+	if pkg.Build != nil && (pkg.Build.From == "" || pkg.Build.From == FromBase) {
+		if base, err = newBaseHasher(pkg, arch, b.epoch()); err != nil {
+			return nil, fmt.Errorf("package %s: %w", pkg.Name, err)
+		}
+		h.h = teeHash{h.h, base.h}
 	}
 	for _, f := range pkg.Files {
 		if f.Source == "" {
@@ -208,6 +238,15 @@ func (b *Builder) plan(ctx context.Context, dir, arch string) (*plan, error) {
 		p.debs = debs
 		for _, d := range debs {
 			h.str("deb", d.Name, d.Version, d.Arch, d.SHA256)
+		}
+	}
+	if base != nil {
+		p.baseKey = pkg.Name + baseKeySuffix + base.sum()
+		h.h = h.h.(teeHash).Hash
+	}
+	if pkg.Build != nil {
+		if err := b.planBuild(ctx, h, p, stack); err != nil {
+			return nil, fmt.Errorf("package %s: %w", pkg.Name, err)
 		}
 	}
 	p.key = pkg.Name + ":" + h.sum()

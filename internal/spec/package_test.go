@@ -123,3 +123,33 @@ func TestLoadPackageMissing(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+func TestLoadPackageBuildErrors(t *testing.T) {
+	for _, c := range []struct{ body, want string }{
+		{"[build]\nfrom = \"Not A Ref!\"\n\n[[build.step]]\nrun = \"x\"\n",
+			`:4:8: build.from: "Not A Ref!": want "scratch", "base", a package directory (./dir, ../dir) or an image reference`},
+		{"[[file]]\npath = \"/x\"\ncontents = \"\"\n\n[build]\nfrom = \"scratch\"\n\n[[build.step]]\nrun = \"x\"\n",
+			`:8:8: build.from: "scratch": the package's [[go]], [debian] and [[file]] parts are the base of its build: set from = "base" or drop them`},
+		{"[build]\nfrom = \"scratch\"\n",
+			`:3:2: build: needs at least one [[build.step]]`},
+		{"[build]\n\n[[build.step]]\ncopy = \"../secret\"\nto = \"/x\"\n",
+			`:6:8: build.step[0].copy: "../secret": a path inside the package directory, relative to it`},
+		{"[build]\n\n[[build.step]]\ncopy = \"/x\"\nto = \"/x\"\nfrom = \"Bad Ref\"\n",
+			`:8:8: build.step[0].from: "Bad Ref": want a package directory (./dir, ../dir) or an image reference`},
+	} {
+		dir := t.TempDir()
+		f := write(t, dir, "package.toml", "name = \"p\"\n\n"+c.body)
+		_, err := LoadPackage(dir)
+		got := errorLines(t, err)
+		if len(got) != 1 || got[0] != f+c.want {
+			t.Errorf("%s:\ngot  %q\nwant %q", c.body, got, f+c.want)
+		}
+	}
+	for _, from := range []string{"scratch", "base", "../other", "./x", "docker.io/library/debian:bookworm", "registry.example.com:5000/a/b:1@sha256:" + strings.Repeat("a", 64)} {
+		dir := t.TempDir()
+		write(t, dir, "package.toml", "name = \"p\"\n\n[build]\nfrom = \""+from+"\"\n\n[[build.step]]\ncopy = \"/etc\"\nto = \"/etc\"\nfrom = \"../other\"\n")
+		if _, err := LoadPackage(dir); err != nil {
+			t.Errorf("from %q: %v", from, err)
+		}
+	}
+}

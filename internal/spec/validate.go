@@ -498,6 +498,18 @@ func (l *located) checkPackage(pk *Package) {
 	l.checkConfig(cp, &pk.Config)
 	if b := pk.Build; b != nil {
 		bp := root.field("build")
+		switch {
+		case !l.has(bp.field("from")), b.From == "base":
+		case b.From == "scratch", IsLocalRef(b.From), validImageRef(b.From):
+			if len(pk.Go) > 0 || pk.Debian != nil || len(pk.Files) > 0 {
+				l.errorf(bp.field("from"), "%q: the package's [[go]], [debian] and [[file]] parts are the base of its build: set from = \"base\" or drop them", b.From)
+			}
+		default:
+			l.errorf(bp.field("from"), "%q: want \"scratch\", \"base\", a package directory (./dir, ../dir) or an image reference", b.From)
+		}
+		if len(b.Steps) == 0 {
+			l.errorf(bp, "needs at least one [[build.step]]")
+		}
 		for i, s := range b.Steps {
 			sp := bp.field("step").entry(i, "")
 			switch {
@@ -514,6 +526,12 @@ func (l *located) checkPackage(pk *Package) {
 			}
 			if s.Copy != "" && s.To == "" {
 				l.errorf(sp.field("to"), "required with copy")
+			}
+			if s.Copy != "" && s.FromPk == "" && (strings.HasPrefix(s.Copy, "/") || !filepath.IsLocal(s.Copy)) {
+				l.errorf(sp.field("copy"), "%q: a path inside the package directory, relative to it", s.Copy)
+			}
+			if s.FromPk != "" && !IsLocalRef(s.FromPk) && !validImageRef(s.FromPk) {
+				l.errorf(sp.field("from"), "%q: want a package directory (./dir, ../dir) or an image reference", s.FromPk)
 			}
 			if s.To != "" {
 				l.checkAbs(sp.field("to"), s.To)
@@ -543,4 +561,16 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// IsLocalRef reports whether a package.toml reference names a package
+// directory (relative to the package's own directory) rather than an image.
+func IsLocalRef(ref string) bool { return ImageRef{Ref: ref}.IsLocal() }
+
+// imageRefRE is a loose check of a registry reference: lower-case
+// repository path, optional tag and digest.
+var imageRefRE = regexp.MustCompile(`^[a-z0-9]+([._:/-][a-zA-Z0-9]+)*(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$`)
+
+func validImageRef(ref string) bool {
+	return ref != "scratch" && ref != "base" && imageRefRE.MatchString(ref)
 }
