@@ -11,7 +11,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-for tool in git go qemu-img xorriso mkfs.vfat mcopy cpio zstd; do
+for tool in git go qemu-img xorriso mkfs.vfat mcopy cpio zstd mksquashfs mkfs.erofs; do
 	command -v "$tool" >/dev/null 2>&1 || { echo "bench: $tool not found (run hack/install-deps.sh)" >&2; exit 1; }
 done
 keel=${KEEL:-bin/keel}

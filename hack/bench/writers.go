@@ -11,11 +11,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keelos/keel/internal/erofs"
 	"github.com/keelos/keel/internal/fat"
 	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/initramfs"
 	"github.com/keelos/keel/internal/iso9660"
 	"github.com/keelos/keel/internal/qcow2"
+	"github.com/keelos/keel/internal/squashfs"
 )
 
 // writerRuns is how many times each writer and tool runs; the median
@@ -175,6 +177,38 @@ func writers(ctx context.Context, cfg *config, rep *report, outputs string, root
 			},
 			other: func(ctx context.Context, out string) error {
 				return shell(ctx, rootDir, "find . | cpio -o -H newc --quiet | zstd -q -7 -T1 > "+quote(out))
+			},
+		},
+		{
+			// [output] root = "squashfs": zstd blocks as keel writes them;
+			// mksquashfs at its default zstd level 15, with fragments.
+			name: "squashfs root", input: rootBytes, tool: "mksquashfs -comp zstd",
+			keel: func(out string) error {
+				f, err := os.Create(out)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				_, err = squashfs.Write(f, root.tree, squashfs.Options{})
+				return err
+			},
+			other: func(ctx context.Context, out string) error {
+				return shell(ctx, rootDir, "mksquashfs . "+quote(out)+" -noappend -comp zstd -quiet -no-progress >/dev/null")
+			},
+		},
+		{
+			name: "erofs root (uncompressed)", input: rootBytes, tool: "mkfs.erofs",
+			keel: func(out string) error {
+				f, err := os.Create(out)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				_, err = erofs.Write(f, root.tree, erofs.Options{})
+				return err
+			},
+			other: func(ctx context.Context, out string) error {
+				return shell(ctx, rootDir, "mkfs.erofs --quiet -T0 "+quote(out)+" .")
 			},
 		},
 		{

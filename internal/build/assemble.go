@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -58,7 +59,12 @@ type system struct {
 	root    *fstree.Tree
 	kernel  []byte
 	cmdline string
-	sbom    []byte // SPDX JSON, also at /etc/keel/sbom.spdx.json
+	sbom    []byte       // SPDX JSON, also at /etc/keel/sbom.spdx.json
+	ktree   *fstree.Tree // the kernel image's files (device trees for rpi)
+	// With the root on disk (rootfs.go): the initramfs's own tree and
+	// the root partition's image.
+	initrdRoot *fstree.Tree
+	rootImage  *rootImage
 }
 
 // logf reports a step of the build: on Progress (the CLI's stderr) when
@@ -206,7 +212,7 @@ func (b *builder) assemble(ctx context.Context, arch string) (*system, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &system{arch: arch, root: root, kernel: kernel, cmdline: Cmdline(s.Kernel.Cmdline, arch), sbom: doc}, nil
+	return &system{arch: arch, root: root, kernel: kernel, cmdline: Cmdline(s.Kernel.Cmdline, arch), sbom: doc, ktree: ktree}, nil
 }
 
 // Cmdline is the kernel command line of an image: the spec's, with the
@@ -266,13 +272,21 @@ func findKernel(t *fstree.Tree) ([]byte, string, error) {
 // load order to /etc/keel/modules.
 func (b *builder) addModules(root, ktree *fstree.Tree, version string) error {
 	prefix := "lib/modules/" + version + "/"
+	// Debian's kernels from trixie on ship their modules under /usr
+	// (merged /usr); in the image they stay at /lib/modules.
+	src := prefix
+	if _, ok := ktree.Get(strings.TrimSuffix(prefix, "/")); !ok {
+		if _, ok := ktree.Get("usr/" + strings.TrimSuffix(prefix, "/")); ok {
+			src = "usr/" + prefix
+		}
+	}
 	set := kmod.Set{Modules: map[string]kmod.Module{}, Builtin: map[string]bool{}}
 	byName := map[string]*fstree.Entry{}
 	for _, e := range ktree.Entries() {
-		if !strings.HasPrefix(e.Path, prefix) || !e.Mode.IsRegular() {
+		if !strings.HasPrefix(e.Path, src) || !e.Mode.IsRegular() {
 			continue
 		}
-		rel := strings.TrimPrefix(e.Path, prefix)
+		rel := strings.TrimPrefix(e.Path, src)
 		if rel == "modules.builtin" {
 			data, err := readEntry(ktree, e)
 			if err != nil {
@@ -299,21 +313,25 @@ func (b *builder) addModules(root, ktree *fstree.Tree, version string) error {
 	if version == "" || len(set.Modules) == 0 && len(b.spec.Kernel.Modules) > 0 {
 		return fmt.Errorf("no module tree under /lib/modules")
 	}
-	order, err := set.Order(b.spec.Kernel.Modules, defaultModules)
+	rootRequired, rootOptional := b.rootModules()
+	order, err := set.Order(slices.Concat(b.spec.Kernel.Modules, rootRequired), slices.Concat(defaultModules, rootOptional))
 	if err != nil {
 		return err
 	}
 	var list bytes.Buffer
 	for _, m := range order {
 		e := *byName[m.Name]
+		e.Path = prefix + strings.TrimPrefix(e.Path, src)
 		if err := root.Add(e); err != nil {
 			return err
 		}
 		fmt.Fprintf(&list, "/%s\n", e.Path)
 	}
 	for _, keep := range []string{"modules.builtin", "modules.order"} {
-		if e, ok := ktree.Get(prefix + keep); ok {
-			if err := root.Add(*e); err != nil {
+		if e, ok := ktree.Get(src + keep); ok {
+			c := *e
+			c.Path = prefix + keep
+			if err := root.Add(c); err != nil {
 				return err
 			}
 		}

@@ -104,8 +104,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, fmt.Errorf("output format %q: not implemented yet (supported: %s)", f, strings.Join(supportedFormats, ", "))
 		}
 	}
-	if s.Output.Root != "" && s.Output.Root != "initrd" {
-		return nil, fmt.Errorf("output root %q: not implemented yet (supported: initrd)", s.Output.Root)
+	if err := checkRPiArch(s); err != nil {
+		return nil, err
+	}
+	if err := checkRoot(s); err != nil {
+		return nil, err
 	}
 
 	cacheDir := opts.CacheDir

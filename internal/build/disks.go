@@ -148,6 +148,7 @@ func (b *builder) writeDisks(ctx context.Context, sys *system, base, bootName st
 	}
 	name := b.spec.Name + "-" + sys.arch
 	efi := efiDisk(bootName, ukiData, size, name, b.epoch)
+	efi.opts.Partitions = append(efi.opts.Partitions, sys.rootPartitions()...)
 	vm := efi
 	var bios *bootDisk
 	if sys.arch == "amd64" && has(slices.Concat(biosFormats, vmFormats, cloudFormats)...) {
@@ -159,6 +160,7 @@ func (b *builder) writeDisks(ctx context.Context, sys *system, base, bootName st
 			return err
 		}
 		d := biosDisk(grub, sys.kernel, initrd, sys.cmdline, size, name, b.epoch)
+		d.opts.Partitions = append(d.opts.Partitions, sys.rootPartitions()...)
 		bios = &d
 	} else if has(biosFormats...) {
 		return fmt.Errorf("%s: BIOS boot is x86 only, not %s; raw-efi and qcow2-efi boot through EFI", strings.Join(slices.DeleteFunc(slices.Clone(biosFormats), func(f string) bool { return !has(f) }), ", "), sys.arch)

@@ -17,7 +17,7 @@ var ukiFormats = append([]string{"uki", "iso-efi", "iso"}, diskFormats...)
 
 // supportedFormats are the output formats this build of keel writes; all
 // but tar boot, so all but tar need the initramfs.
-var supportedFormats = append([]string{"kernel+initrd", "tar", "iso-bios"}, ukiFormats...)
+var supportedFormats = append([]string{"kernel+initrd", "tar", "iso-bios", "rpi"}, ukiFormats...)
 
 // writeAtomic writes path through a temporary file in the same directory
 // and renames it into place only when write succeeded, so a failed build
@@ -87,14 +87,23 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 	}
 	record("sbom", base+sbom.FileSuffix, n)
 
+	cleanupRoot, err := b.prepareRoot(sys)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanupRoot()
+
 	var initrd []byte
 	if slices.ContainsFunc(formats, func(f string) bool { return f != "tar" }) {
 		b.logf("%s: writing initramfs", sys.arch)
 		var buf bytes.Buffer
-		if err := writeInitramfs(&buf, sys.root, b.epoch); err != nil {
+		if err := writeInitramfs(&buf, sys.bootRoot(), b.epoch); err != nil {
 			return nil, fmt.Errorf("initramfs: %w", err)
 		}
 		initrd = buf.Bytes()
+		if err := b.checkInitrdSize(sys, len(initrd)); err != nil {
+			return nil, err
+		}
 	}
 	if has("kernel+initrd") {
 		for _, f := range []struct {
@@ -131,6 +140,11 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 			return nil, err
 		}
 		record("iso-bios", p, n)
+	}
+	if has("rpi") {
+		if err := b.writeRPi(ctx, sys, base, initrd, record); err != nil {
+			return nil, err
+		}
 	}
 	if !has(ukiFormats...) {
 		return outs, nil

@@ -29,9 +29,10 @@ type provider struct {
 	version string // the version provided ("" when unversioned)
 }
 
-// index returns the parsed indexes of suite for arch, once per client.
-func (c *Client) index(ctx context.Context, suite, arch string) (*index, error) {
-	key := suite + "\x00" + arch
+// index returns the parsed indexes of suite's components for arch, once
+// per client.
+func (c *Client) index(ctx context.Context, suite, arch string, components []string) (*index, error) {
+	key := suite + "\x00" + arch + "\x00" + strings.Join(components, "\x00")
 	c.mu.Lock()
 	o := c.indexes[key]
 	if o == nil {
@@ -39,7 +40,7 @@ func (c *Client) index(ctx context.Context, suite, arch string) (*index, error) 
 		c.indexes[key] = o
 	}
 	c.mu.Unlock()
-	idx, err := o.get(func() (*index, error) { return c.loadIndex(ctx, suite, arch) })
+	idx, err := o.get(func() (*index, error) { return c.loadIndex(ctx, suite, arch, components) })
 	if err != nil {
 		c.mu.Lock()
 		if c.indexes[key] == o {
@@ -50,13 +51,16 @@ func (c *Client) index(ctx context.Context, suite, arch string) (*index, error) 
 	return idx, err
 }
 
-func (c *Client) loadIndex(ctx context.Context, suite, arch string) (*index, error) {
+func (c *Client) loadIndex(ctx context.Context, suite, arch string, components []string) (*index, error) {
 	rel, err := c.release(ctx, suite)
 	if err != nil {
 		return nil, err
 	}
 	idx := &index{arch: arch, packages: map[string][]*Package{}, provides: map[string][]provider{}}
-	for _, comp := range c.components {
+	for _, comp := range components {
+		if !rel.hasComponent(comp) {
+			return nil, fmt.Errorf("suite %s: InRelease lists no component %q", suite, comp)
+		}
 		data, err := c.packagesFile(ctx, rel, comp, arch)
 		if err != nil {
 			return nil, err
@@ -67,6 +71,16 @@ func (c *Client) loadIndex(ctx context.Context, suite, arch string) (*index, err
 	}
 	idx.finish()
 	return idx, nil
+}
+
+// hasComponent reports whether the release lists files of component comp.
+func (r *release) hasComponent(comp string) bool {
+	for name := range r.files {
+		if strings.HasPrefix(name, comp+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // packagesFile returns the verified, uncompressed Packages index of one

@@ -101,7 +101,19 @@ func stripDelimited(s string, open, close byte) string {
 // An unknown package or an unsatisfiable dependency is an error naming the
 // chain that led to it ("openssh-server -> libfoo (>= 2): not found").
 func (c *Client) Resolve(ctx context.Context, suite, arch string, names, exclude []string) ([]Package, error) {
-	idx, err := c.index(ctx, suite, arch)
+	return c.ResolveIn(ctx, suite, arch, nil, names, exclude)
+}
+
+// ResolveIn is Resolve over the Packages indexes of the given archive
+// components (for example "main" and "non-free-firmware", where Debian
+// keeps raspi-firmware) instead of the client's (WithComponents, default
+// "main"). A component the suite's InRelease does not list is an error
+// naming it.
+func (c *Client) ResolveIn(ctx context.Context, suite, arch string, components, names, exclude []string) ([]Package, error) {
+	if len(components) == 0 {
+		components = c.components
+	}
+	idx, err := c.index(ctx, suite, arch, components)
 	if err != nil {
 		return nil, err
 	}

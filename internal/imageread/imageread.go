@@ -49,7 +49,7 @@ const (
 
 // ErrNotImage is wrapped by Open's error when the file is in none of the
 // formats keel writes.
-var ErrNotImage = errors.New("not a keel output: not an initramfs, tar, UKI, ISO, raw disk, qcow2, VHD, VHDX, VMDK, OVA or GCE image")
+var ErrNotImage = errors.New("not a keel output: not an initramfs, tar, UKI, ISO, raw disk, qcow2, VHD, VHDX, VMDK, OVA, GCE or Raspberry Pi image")
 
 // Image is an opened keel output.
 type Image struct {
@@ -216,6 +216,8 @@ func (im *Image) locate(r io.ReaderAt, size int64) error {
 		im.Format = FormatUKI
 		im.layer("UKI")
 		return im.uki(r)
+	case isRPi(head):
+		return im.rpi(r, size)
 	case isTar:
 		im.Format = FormatTar
 		im.layer("tar")

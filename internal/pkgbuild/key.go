@@ -235,7 +235,7 @@ func (b *Builder) resolveDebian(ctx context.Context, d *spec.Debian, arch string
 	if suite == "" {
 		suite = "bookworm"
 	}
-	pkgs, err := b.Debian.Resolve(ctx, suite, darch, expand(d.Packages), expand(d.Exclude))
+	pkgs, err := b.Debian.ResolveIn(ctx, suite, darch, d.Components, expand(d.Packages), expand(d.Exclude))
 	if err != nil {
 		return nil, fmt.Errorf("resolving Debian packages: %w", err)
 	}

@@ -63,6 +63,11 @@ func Detect(path string) (Image, error) {
 	if ext != "" {
 		stem = strings.TrimSuffix(base, filepath.Ext(base))
 	}
+	// An MBR with a FAT32 (LBA) first partition and no boot code: keel's
+	// rpi image, for a board QEMU does not have.
+	if len(head) >= 512 && head[510] == 0x55 && head[511] == 0xaa && head[450] == 0x0c && bytes.Equal(head[:440], make([]byte, 440)) {
+		return Image{}, fmt.Errorf("%s: a Raspberry Pi image, which QEMU cannot boot (it has no Pi 4 or Pi 5 model); write it to an SD card (README, \"Raspberry Pi\")", path)
+	}
 	switch ext {
 	case ".iso":
 		img.Format = FormatISO

@@ -182,6 +182,12 @@ func merge(docs []*parsed, errs *Errors) *Spec {
 		if d.loc.has(op.field("root")) {
 			out.Output.Root = s.Output.Root
 		}
+		if d.loc.has(op.field("memory")) {
+			out.Output.Memory = s.Output.Memory
+		}
+		if d.loc.has(op.field("initrd-max-percent")) {
+			out.Output.InitrdMaxPercent = s.Output.InitrdMaxPercent
+		}
 	}
 	return out
 }

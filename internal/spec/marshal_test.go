@@ -108,6 +108,8 @@ size = "1G"
 formats = ["raw", "vmdk"]
 size = "2GiB"
 root = "erofs"
+memory = "2GiB"
+initrd-max-percent = 40
 `
 
 func TestMarshalRoundTrip(t *testing.T) {

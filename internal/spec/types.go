@@ -193,6 +193,11 @@ type Output struct {
 	Formats []string `toml:"formats,omitempty" json:"formats,omitempty"`
 	Size    string   `toml:"size,omitempty" json:"size,omitempty"` // disk size; default: fit
 	Root    string   `toml:"root,omitempty" json:"root,omitempty"` // initrd | squashfs | erofs
+	// Memory is the RAM of the smallest machine the image is for (a
+	// size; default 1GiB). An initrd root lives in it, so the build
+	// refuses one that takes more than InitrdMaxPercent of it.
+	Memory           string `toml:"memory,omitempty" json:"memory,omitempty"`
+	InitrdMaxPercent int    `toml:"initrd-max-percent,omitempty" json:"initrd-max-percent,omitempty"` // 1–100; default 50
 }
 
 // Package is one package.toml: how keel builds a package image.
@@ -221,6 +226,9 @@ type GoBin struct {
 type Debian struct {
 	Suite    string   `toml:"suite,omitempty" json:"suite,omitempty"` // default "bookworm"
 	Packages []string `toml:"packages" json:"packages"`
+	// Components are the archive components whose indexes are read
+	// (default: main), e.g. ["main", "non-free-firmware"].
+	Components []string `toml:"components,omitempty" json:"components,omitempty"`
 	// Exclude names packages treated as already satisfied: neither
 	// unpacked nor traversed for their own dependencies.
 	Exclude []string `toml:"exclude,omitempty" json:"exclude,omitempty"`

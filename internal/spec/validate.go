@@ -126,6 +126,12 @@ func (l *located) checkSpec(s *Spec) {
 	if l.has(op.field("root")) {
 		l.checkOneOf(op.field("root"), s.Output.Root, RootFormats, "root filesystem")
 	}
+	if l.has(op.field("memory")) {
+		l.checkSize(op.field("memory"), s.Output.Memory)
+	}
+	if l.has(op.field("initrd-max-percent")) && (s.Output.InitrdMaxPercent < 1 || s.Output.InitrdMaxPercent > 100) {
+		l.errorf(op.field("initrd-max-percent"), "%d is not a percentage from 1 to 100", s.Output.InitrdMaxPercent)
+	}
 }
 
 func (l *located) checkContainers(lp keyPath, cs []Container, service bool) {
@@ -474,6 +480,11 @@ func (l *located) checkPackage(pk *Package) {
 				if n == "" || strings.ContainsAny(n, " \t,/") {
 					l.errorf(dp.field(key).elem(i), "%q is not a Debian package name", n)
 				}
+			}
+		}
+		for i, c := range d.Components {
+			if c == "" || strings.ContainsAny(c, " \t,/") {
+				l.errorf(dp.field("components").elem(i), "%q is not an archive component", c)
 			}
 		}
 		if l.has(dp.field("suite")) && (d.Suite == "" || strings.ContainsAny(d.Suite, " /")) {

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -46,9 +47,16 @@ func main() {
 	if need, err := boot.NeedsSwitchRoot(); err != nil {
 		logf("%v", err)
 	} else if need {
-		// Returns only on failure; boot continues from the initramfs then,
-		// where containers cannot pivot_root but init still supervises.
-		logf("%v", boot.SwitchRoot())
+		// A root on disk (keel.root= on the command line) is mounted and
+		// switched into; without one the initramfs is moved into a tmpfs.
+		// Both return only on failure; boot continues from the initramfs
+		// then, where containers cannot pivot_root but init still
+		// supervises.
+		if err := boot.SwitchToDiskRoot(logf); errors.Is(err, boot.ErrNoDiskRoot) {
+			logf("%v", boot.SwitchRoot())
+		} else {
+			logf("%v", err)
+		}
 	}
 	in := &initd{console: console, logf: logf, shutdown: make(chan bool, 1), sinks: map[string]*logring.Sink{}}
 	in.run()

@@ -85,6 +85,13 @@ func LoadModules(file string) (loaded int, errs []error) {
 		if p == "" || strings.HasPrefix(p, "#") {
 			continue
 		}
+		// After the switch from an initramfs that loaded the root's
+		// modules, those are loaded already: reading them again from
+		// disk would only cost boot time.
+		if moduleLoaded(p) {
+			loaded++
+			continue
+		}
 		if err := loadModule(p); err != nil && !errors.Is(err, unix.EEXIST) {
 			errs = append(errs, fmt.Errorf("module %s: %w", p, err))
 			continue
@@ -92,6 +99,18 @@ func LoadModules(file string) (loaded int, errs []error) {
 		loaded++
 	}
 	return loaded, errs
+}
+
+// moduleLoaded reports whether the module in file p is loaded: the
+// kernel lists it under /sys/module by its name, the file's base name
+// with dashes as underscores.
+func moduleLoaded(p string) bool {
+	name := filepath.Base(p)
+	if i := strings.Index(name, ".ko"); i > 0 {
+		name = name[:i]
+	}
+	_, err := os.Stat(filepath.Join("/sys/module", strings.ReplaceAll(name, "-", "_"), "initstate"))
+	return err == nil
 }
 
 func loadModule(path string) error {

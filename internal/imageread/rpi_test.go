@@ -1,0 +1,51 @@
+package imageread
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/keelos/keel/internal/fat"
+	"github.com/keelos/keel/internal/rpi"
+)
+
+// TestReadRPi finds the root in initrd.img on the FAT32 partition of a
+// Raspberry Pi disk as internal/rpi writes it.
+func TestReadRPi(t *testing.T) {
+	outs := outputs(t)
+	initrd, err := os.ReadFile(outs[FormatKernelInitrd])
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := func(name string, data []byte) fat.File {
+		return fat.File{Path: name, Size: int64(len(data)), Open: func() (io.ReadCloser, error) {
+			return io.NopCloser(bytes.NewReader(data)), nil
+		}}
+	}
+	p := filepath.Join(t.TempDir(), "host-arm64-rpi.img")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = rpi.WriteDisk(f, rpi.Options{Seed: "t", Files: []fat.File{
+		file(rpi.ConfigName, rpi.Config("host")), file(rpi.InitrdName, initrd), file(rpi.KernelName, []byte("kernel")),
+	}})
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Close()
+	if im.Format != FormatRPi {
+		t.Errorf("format %q, want %q (layers %v)", im.Format, FormatRPi, im.Layers)
+	}
+	got, err := im.ReadFile("etc/keel/build.toml")
+	if err != nil || string(got) != fixtureFiles["etc/keel/build.toml"] {
+		t.Errorf("etc/keel/build.toml: %q, %v (layers %v)", got, err, im.Layers)
+	}
+}
