@@ -104,7 +104,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, fmt.Errorf("output format %q: not implemented yet (supported: %s)", f, strings.Join(supportedFormats, ", "))
 		}
 	}
-	if err := checkRPiArch(s); err != nil {
+	if err := checkArchFormats(s); err != nil {
 		return nil, err
 	}
 	if err := checkRoot(s); err != nil {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/keelos/keel/internal/disk"
@@ -162,8 +161,6 @@ func (b *builder) writeDisks(ctx context.Context, sys *system, base, bootName st
 		d := biosDisk(grub, sys.kernel, initrd, sys.cmdline, size, name, b.epoch)
 		d.opts.Partitions = append(d.opts.Partitions, sys.rootPartitions()...)
 		bios = &d
-	} else if has(biosFormats...) {
-		return fmt.Errorf("%s: BIOS boot is x86 only, not %s; raw-efi and qcow2-efi boot through EFI", strings.Join(slices.DeleteFunc(slices.Clone(biosFormats), func(f string) bool { return !has(f) }), ", "), sys.arch)
 	}
 	sets := []diskSet{
 		{raw: "raw-efi", rawSuffix: "-efi.raw", disk: efi, converters: []converter{{"qcow2-efi", "-efi.qcow2", qcow2.Write}}},

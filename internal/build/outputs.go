@@ -131,9 +131,6 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 		}
 	}
 	if has("iso-bios") {
-		if bios == nil {
-			return nil, fmt.Errorf("iso-bios: BIOS boot is x86 only, not %s", sys.arch)
-		}
 		p := base + "-bios.iso"
 		n, err := writeAtomic(p, func(f *os.File) error { return writeISO(f, b.spec.Name, isoBoot{bios: bios}, b.epoch) })
 		if err != nil {

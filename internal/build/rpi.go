@@ -31,20 +31,6 @@ const rpiFirmwareHelp = "the rpi format takes the Raspberry Pi firmware from Deb
 	"or set " + RPiFirmwareEnv + " to a directory holding start4.elf, fixup4.dat (and for a Pi 3 bootcode.bin, start.elf, fixup.dat), " +
 	"e.g. the boot/ directory of github.com/raspberrypi/firmware"
 
-// checkRPiArch refuses the rpi format for an architecture other than
-// arm64 before anything is built.
-func checkRPiArch(s *spec.Spec) error {
-	if !slices.Contains(s.Output.Formats, "rpi") {
-		return nil
-	}
-	for _, a := range s.Arch {
-		if a != "arm64" {
-			return fmt.Errorf("output format \"rpi\": Raspberry Pi 4/5 images are arm64 only, not %s (use --arch arm64)", a)
-		}
-	}
-	return nil
-}
-
 // rpiFirmware returns the Pi firmware files by name: the required Pi 4
 // ones, the Pi 3 ones the package has, overlays/*.dtbo and the firmware's
 // licence (LICENCE.broadcom, which its terms ask to ship with it).

@@ -81,15 +81,25 @@ func TestRPiDTBsFromKernel(t *testing.T) {
 	}
 }
 
-// TestCheckRPiArch refuses rpi for amd64, naming the format.
-func TestCheckRPiArch(t *testing.T) {
-	s := &spec.Spec{Arch: []string{"arm64", "amd64"}}
-	s.Output.Formats = []string{"raw-efi", "rpi"}
-	if err := checkRPiArch(s); err == nil || !strings.Contains(err.Error(), `"rpi"`) || !strings.Contains(err.Error(), "not amd64") {
-		t.Errorf("err = %v", err)
-	}
-	s.Arch = []string{"arm64"}
-	if err := checkRPiArch(s); err != nil {
-		t.Error(err)
+// TestCheckArchFormats refuses rpi for amd64 and the BIOS formats for
+// arm64, naming the format and what to use instead.
+func TestCheckArchFormats(t *testing.T) {
+	for _, c := range []struct {
+		arch, format, want string
+	}{
+		{"amd64", "rpi", `output format "rpi": Raspberry Pi 4/5 images are arm64 only, not amd64 (use --arch arm64)`},
+		{"arm64", "raw-bios", `output format "raw-bios": BIOS boot is x86 only, not arm64 (use raw-efi, or raw)`},
+		{"arm64", "qcow2-bios", `output format "qcow2-bios": BIOS boot is x86 only, not arm64 (use qcow2-efi)`},
+		{"arm64", "iso-bios", `output format "iso-bios": BIOS boot is x86 only, not arm64 (use iso-efi, or iso)`},
+	} {
+		s := &spec.Spec{Arch: []string{"amd64", "arm64"}}
+		s.Output.Formats = []string{"raw-efi", c.format}
+		if err := checkArchFormats(s); err == nil || err.Error() != c.want {
+			t.Errorf("%s for %s: err = %v, want %s", c.format, c.arch, err, c.want)
+		}
+		s.Arch = []string{map[string]string{"amd64": "arm64", "arm64": "amd64"}[c.arch]}
+		if err := checkArchFormats(s); err != nil {
+			t.Errorf("%s for %s: %v", c.format, s.Arch[0], err)
+		}
 	}
 }
