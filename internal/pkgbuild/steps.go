@@ -1,7 +1,6 @@
 package pkgbuild
 
 import (
-	"archive/tar"
 	"bufio"
 	"context"
 	"crypto/sha256"
@@ -11,7 +10,6 @@ import (
 	"hash"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -377,7 +375,7 @@ func (b *Builder) materialize(t *fstree.Tree, dir string) (buildkit.Source, erro
 // readOCITar unpacks an OCI layout tarball into dir and applies the
 // layers of its one image to a new tree.
 func readOCITar(tarPath, dir string, store *fstree.Store) (*fstree.Tree, error) {
-	if err := untarLayout(tarPath, dir); err != nil {
+	if err := cache.UntarLayout(tarPath, dir); err != nil {
 		return nil, err
 	}
 	idx, err := layout.ImageIndexFromPath(dir)
@@ -396,54 +394,6 @@ func readOCITar(tarPath, dir string, store *fstree.Store) (*fstree.Tree, error) 
 		return nil, err
 	}
 	return imageTree(img, store)
-}
-
-// untarLayout extracts an OCI layout tarball: regular files and
-// directories only, every path inside dir.
-func untarLayout(tarPath, dir string) error {
-	f, err := os.Open(tarPath)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		name := path.Clean("/" + hdr.Name)
-		if name == "/" {
-			continue
-		}
-		dst := filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(name, "/")))
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(dst, 0o755); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-				return err
-			}
-			out, err := os.Create(dst)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(out, tr)
-			if cerr := out.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("OCI layout tarball: unexpected entry %s (type %c)", hdr.Name, hdr.Typeflag)
-		}
-	}
 }
 
 // BuildIndex builds the package in dir for each architecture and stores

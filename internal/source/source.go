@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -301,7 +300,7 @@ func (r *Resolver) archive(p, arch string) (v1.Image, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	if err := untarLayout(p, tmp); err != nil {
+	if err := cache.UntarLayout(p, tmp); err != nil {
 		return nil, err
 	}
 	img, err := fromLayout(tmp, arch)
@@ -340,58 +339,6 @@ func hasEntry(p, want string) (bool, error) {
 		}
 		if path.Clean(strings.TrimPrefix(h.Name, "./")) == want {
 			return true, nil
-		}
-	}
-}
-
-// untarLayout unpacks the regular files and directories of an OCI archive
-// into dir. An image layout holds nothing else, so every other entry type
-// and every name that would leave dir is refused.
-func untarLayout(p, dir string) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("reading %s: %w", p, err)
-		}
-		rel := path.Clean(strings.TrimPrefix(h.Name, "./"))
-		if rel == "." {
-			continue
-		}
-		if !fs.ValidPath(rel) {
-			return fmt.Errorf("%s: entry %q leaves the archive", p, h.Name)
-		}
-		dst := filepath.Join(dir, filepath.FromSlash(rel))
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(dst, 0o755); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-				return err
-			}
-			out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(out, tr)
-			if cerr := out.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("%s: entry %q is not a file or directory", p, h.Name)
 		}
 	}
 }
