@@ -24,7 +24,9 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"maps"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -32,12 +34,7 @@ import (
 )
 
 // Source is the tree to write; *fstree.Tree satisfies it.
-type Source interface {
-	// Entries lists the tree, parents before children.
-	Entries() []*fstree.Entry
-	// Open returns a regular file's content.
-	Open(e *fstree.Entry) (io.ReadCloser, error)
-}
+type Source = fstree.Source
 
 // Options tune Write.
 type Options struct {
@@ -232,7 +229,7 @@ func buildTree(entries []*fstree.Entry) ([]*node, error) {
 			dirs[e.Path] = n
 			parent.subdirs++
 		case 0:
-			k := linkKey{e.Digest, e.Mode, e.UID, e.GID, xattrKey(e.Xattrs)}
+			k := linkKey{e.Digest, e.Mode, e.UID, e.GID, fstree.XattrKey(e.Xattrs)}
 			if l, ok := links[k]; ok && e.Digest != "" {
 				l.nlink++
 				parent.children = append(parent.children, dirent{name, l})
@@ -348,24 +345,6 @@ var xattrPrefixes = []struct {
 	{"security.", 6},
 }
 
-// xattrKey is a canonical form of a set of xattrs, for comparing sets.
-func xattrKey(x map[string]string) string {
-	var b strings.Builder
-	for _, k := range sortedNames(x) {
-		fmt.Fprintf(&b, "%q=%q;", k, x[k])
-	}
-	return b.String()
-}
-
-func sortedNames(x map[string]string) []string {
-	names := make([]string, 0, len(x))
-	for k := range x {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
-}
-
 // encodeXattrs lays out the inline xattr area: a 12-byte header (no
 // shared xattrs), then each entry (name length, name index, value size,
 // name, value) padded to 4 bytes, in name order.
@@ -374,7 +353,7 @@ func encodeXattrs(x map[string]string) ([]byte, error) {
 		return nil, nil
 	}
 	b := make([]byte, 12)
-	for _, name := range sortedNames(x) {
+	for _, name := range slices.Sorted(maps.Keys(x)) {
 		var idx byte
 		var suffix string
 		for _, p := range xattrPrefixes {

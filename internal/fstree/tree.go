@@ -32,6 +32,15 @@ func New(store *Store) *Tree {
 	return &Tree{store: store, root: &node{e: Entry{Mode: fs.ModeDir | 0o755}, children: map[string]*node{}}}
 }
 
+// Source is a tree to write out, as the initramfs, squashfs and erofs
+// writers do: *Tree satisfies it, and so does a filtered view of one.
+type Source interface {
+	// Entries lists the tree, parents before children.
+	Entries() []*Entry
+	// Open returns a regular file's content.
+	Open(e *Entry) (io.ReadCloser, error)
+}
+
 // Store is where the tree's file contents live.
 func (t *Tree) Store() *Store { return t.store }
 

@@ -21,12 +21,7 @@ import (
 )
 
 // Source is the tree to archive; *fstree.Tree satisfies it.
-type Source interface {
-	// Entries lists the tree, parents before children.
-	Entries() []*fstree.Entry
-	// Open returns a regular file's content.
-	Open(e *fstree.Entry) (io.ReadCloser, error)
-}
+type Source = fstree.Source
 
 // Compression selects the codec wrapped around the cpio archive.
 type Compression int

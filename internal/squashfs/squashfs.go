@@ -29,8 +29,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"path"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 
@@ -38,13 +40,7 @@ import (
 )
 
 // Source is the tree to write; *fstree.Tree satisfies it.
-type Source interface {
-	// Entries lists the tree, parents before children, each directory's
-	// children in byte order of their names.
-	Entries() []*fstree.Entry
-	// Open returns a regular file's content.
-	Open(e *fstree.Entry) (io.ReadCloser, error)
-}
+type Source = fstree.Source
 
 // Compression selects the codec of data and metadata blocks.
 type Compression int
@@ -288,7 +284,7 @@ func buildTree(entries []*fstree.Entry) (*node, []*node, uint32, error) {
 			dirs[e.Path] = n
 			parent.subdirs++
 		case t == 0:
-			k := linkKey{e.Digest, e.Mode, e.UID, e.GID, xattrKey(e.Xattrs)}
+			k := linkKey{e.Digest, e.Mode, e.UID, e.GID, fstree.XattrKey(e.Xattrs)}
 			if l, ok := links[k]; ok && e.Digest != "" {
 				l.nlink++
 				parent.children = append(parent.children, dirent{name, l})
@@ -549,7 +545,7 @@ func (t *tables) xattr(n *node) (uint32, error) {
 			return 0, fmt.Errorf("squashfs: %s: extended attribute %q: squashfs stores only user., trusted. and security. ones", n.e.Path, name)
 		}
 	}
-	k := xattrKey(n.e.Xattrs)
+	k := fstree.XattrKey(n.e.Xattrs)
 	if i, ok := t.xattrs[k]; ok {
 		return i, nil
 	}
@@ -917,24 +913,6 @@ func xattrPrefix(name string) (uint16, string, bool) {
 	return 0, "", false
 }
 
-// xattrKey is a canonical form of a set of xattrs.
-func xattrKey(x map[string]string) string {
-	var b strings.Builder
-	for _, k := range sortedNames(x) {
-		fmt.Fprintf(&b, "%q=%q;", k, x[k])
-	}
-	return b.String()
-}
-
-func sortedNames(x map[string]string) []string {
-	names := make([]string, 0, len(x))
-	for k := range x {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
-}
-
 // writeXattrTables writes the xattr sets (metadata blocks of name/value
 // pairs), their id table (where each set starts, how many pairs, their
 // size) and its index, which must end the image, and returns the index's
@@ -946,7 +924,7 @@ func writeXattrTables(ow *offsetWriter, comp *compressor, sets []map[string]stri
 		block, offset := kv.pos()
 		var b []byte
 		var size uint32
-		for _, name := range sortedNames(set) {
+		for _, name := range slices.Sorted(maps.Keys(set)) {
 			typ, rest, _ := xattrPrefix(name)
 			v := set[name]
 			b = binary.LittleEndian.AppendUint16(b, typ)
