@@ -14,6 +14,7 @@ import (
 
 	"github.com/keelos/keel/internal/build"
 	"github.com/keelos/keel/internal/qemu"
+	"github.com/keelos/keel/internal/tooltest"
 )
 
 // A root on disk: the reference image with [output] root = "squashfs" or
@@ -133,9 +134,7 @@ func TestBootErofsRootAmd64Qcow2EFISlow(t *testing.T) {
 // machine still powers off cleanly.
 func TestBootMissingDiskRootSlow(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("sgdisk"); err != nil {
-		t.Skip("sgdisk not installed (hack/install-deps.sh installs gdisk)")
-	}
+	tooltest.Need(t, "sgdisk")
 	src := filepath.Join(diskRootImages(t, "squashfs"), "host-amd64-efi.raw")
 	image := filepath.Join(t.TempDir(), "host-amd64-efi.raw")
 	data, err := os.ReadFile(src)

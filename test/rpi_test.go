@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keelos/keel/internal/build"
+	"github.com/keelos/keel/internal/tooltest"
 )
 
 var rpiBuilt builtImages
@@ -198,9 +199,7 @@ func TestRPiImageSlow(t *testing.T) {
 // board has no network, so dhcpcd's onboot run fails, which the test
 // accepts.
 func TestBootRPiRaspi3bSlow(t *testing.T) {
-	if _, err := exec.LookPath("qemu-system-aarch64"); err != nil {
-		t.Skip("qemu-system-aarch64 not installed (hack/install-deps.sh)")
-	}
+	tooltest.Need(t, "qemu-system-aarch64")
 	img := rpiImage(t)
 	dir := t.TempDir()
 	st := tool(t, "sfdisk", "-d", img)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/fstree/fstreetest"
+	"github.com/keelos/keel/internal/tooltest"
 )
 
 func writeImage(t testing.TB, src Source, opts Options) string {
@@ -36,9 +37,7 @@ func writeImage(t testing.TB, src Source, opts Options) string {
 
 func need(t *testing.T, tool string) {
 	t.Helper()
-	if _, err := exec.LookPath(tool); err != nil {
-		t.Skipf("%s not installed (hack/install-deps.sh installs it)", tool)
-	}
+	tooltest.Need(t, tool)
 }
 
 func run(t testing.TB, name string, args ...string) string {

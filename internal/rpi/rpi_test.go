@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keelos/keel/internal/fat"
+	"github.com/keelos/keel/internal/tooltest"
 )
 
 func file(name string, data []byte) fat.File {
@@ -83,11 +84,7 @@ func TestPlan(t *testing.T) {
 // input are the same bytes, and another input gets another disk
 // signature.
 func TestWriteDiskExternalTools(t *testing.T) {
-	for _, tool := range []string{"sfdisk", "fsck.vfat", "mdir"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (hack/install-deps.sh)", tool)
-		}
-	}
+	tooltest.Need(t, "sfdisk", "fsck.vfat", "mdir")
 	dir := t.TempDir()
 	opts := Options{
 		Seed: "test-seed",

@@ -12,6 +12,18 @@ import (
 	"testing"
 )
 
+// Need fails the test when a tool it runs is not installed: make test
+// installs every one (hack/install-deps.sh), so a missing tool is a broken
+// setup, never a reason to pass without the check.
+func Need(t testing.TB, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not installed: run hack/install-deps.sh", tool)
+		}
+	}
+}
+
 // Run runs a tool and returns its combined output, failing the test (with
 // that output) if it exits non-zero.
 func Run(t testing.TB, name string, args ...string) string {
