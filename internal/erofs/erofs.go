@@ -447,17 +447,7 @@ func (n *node) mode() uint16 {
 	if n.e == nil {
 		return 0o040755
 	}
-	m := n.e.Mode
-	u := uint16(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		u |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		u |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		u |= 0o1000
-	}
+	u := uint16(fstree.UnixPerm(n.e.Mode))
 	switch n.ft {
 	case ftDir:
 		u |= 0o040000

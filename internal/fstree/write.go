@@ -18,7 +18,7 @@ func (t *Tree) WriteTar(w io.Writer, mtime time.Time) error {
 	for _, e := range t.Entries() {
 		hdr := &tar.Header{
 			Name:    e.Path,
-			Mode:    tarMode(e.Mode),
+			Mode:    int64(UnixPerm(e.Mode)),
 			Uid:     e.UID,
 			Gid:     e.GID,
 			ModTime: mtime,
@@ -83,17 +83,19 @@ func (t *Tree) copyContent(w io.Writer, e *Entry) error {
 	return nil
 }
 
-// tarMode turns permission and special bits into the tar header's mode.
-func tarMode(m fs.FileMode) int64 {
-	mode := int64(m.Perm())
+// UnixPerm is the Unix permission word of a mode: the permission bits
+// and setuid (04000), setgid (02000) and sticky (01000), which Go keeps
+// elsewhere in fs.FileMode. Archive and file system formats store it.
+func UnixPerm(m fs.FileMode) uint32 {
+	u := uint32(m.Perm())
 	if m&fs.ModeSetuid != 0 {
-		mode |= 0o4000
+		u |= 0o4000
 	}
 	if m&fs.ModeSetgid != 0 {
-		mode |= 0o2000
+		u |= 0o2000
 	}
 	if m&fs.ModeSticky != 0 {
-		mode |= 0o1000
+		u |= 0o1000
 	}
-	return mode
+	return u
 }

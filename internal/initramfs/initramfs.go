@@ -190,16 +190,7 @@ func unixMode(m fs.FileMode) (uint32, error) {
 		sIFCHR  = 0o020000
 		sIFIFO  = 0o010000
 	)
-	u := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		u |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		u |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		u |= 0o1000
-	}
+	u := fstree.UnixPerm(m)
 	switch m.Type() {
 	case 0:
 		return u | sIFREG, nil

@@ -838,17 +838,7 @@ func encodeDev(major, minor uint32) uint32 {
 // inode type, and recent kernels refuse an inode whose mode carries type
 // bits of its own.
 func unixMode(m fs.FileMode) uint16 {
-	u := uint16(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		u |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		u |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		u |= 0o1000
-	}
-	return u
+	return uint16(fstree.UnixPerm(m))
 }
 
 // writeIDTable writes the id metadata blocks and their index, and
