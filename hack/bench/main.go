@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/keelos/keel/internal/qemu"
 )
 
 // config is what the flags say.
@@ -293,13 +295,13 @@ func loadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
+// accel is what internal/qemu picks for the host's architecture, so the
+// table names the accelerator the boots really ran under.
 func accel() string {
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return "TCG, no usable /dev/kvm"
+	if qemu.KVMUsable() {
+		return "KVM"
 	}
-	f.Close()
-	return "KVM"
+	return "TCG, no usable KVM"
 }
 
 // seconds formats a duration as seconds with 2 decimals.

@@ -193,7 +193,7 @@ func chooseAccel(want, arch string) (string, error) {
 		}
 		return "kvm", nil
 	case "":
-		if arch != runtime.GOARCH || !kvmUsable() {
+		if arch != runtime.GOARCH || !KVMUsable() {
 			return "tcg", nil
 		}
 		return "kvm", nil
@@ -202,12 +202,12 @@ func chooseAccel(want, arch string) (string, error) {
 	}
 }
 
-// kvmUsable reports whether /dev/kvm can run an ordinary guest. An x86
+// KVMUsable reports whether /dev/kvm can run an ordinary guest. An x86
 // host whose CPU flags lack vmx and svm may still have a /dev/kvm (a
 // paravirtual one such as kvm-pvm, inside a cloud sandbox) that opens
 // but cannot run an unmodified kernel: the guest stalls without a word
 // on its console, so such a host gets TCG.
-func kvmUsable() bool {
+func KVMUsable() bool {
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
 	if err != nil {
 		return false
