@@ -36,7 +36,7 @@ func referenceImages(t *testing.T, arch string, formats ...string) string {
 	t.Helper()
 	b := reference[arch]
 	b.once.Do(func() {
-		b.dir, b.err = os.MkdirTemp("", "keel-e2e-"+arch+"-")
+		b.dir, b.err = runTempDir("keel-e2e-" + arch + "-")
 		if b.err != nil {
 			return
 		}

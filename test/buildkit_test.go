@@ -26,11 +26,6 @@ import (
 )
 
 // TestMain stops the buildkitd the BuildKit tests share, if one started.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	buildkittest.StopShared()
-	os.Exit(code)
-}
 
 // sharedBuildkitd is one buildkitd for every test of this package, on a
 // unix socket and on a loopback TCP port with mutual TLS.

@@ -60,7 +60,7 @@ func diskRootImages(t *testing.T, root string) string {
 	t.Helper()
 	b := diskRoots[root]
 	b.once.Do(func() {
-		if b.dir, b.err = os.MkdirTemp("", "keel-e2e-"+root+"-"); b.err != nil {
+		if b.dir, b.err = runTempDir("keel-e2e-" + root + "-"); b.err != nil {
 			return
 		}
 		_, b.err = build.Run(context.Background(), build.Options{

@@ -46,7 +46,7 @@ func rpiImage(t *testing.T) string {
 	t.Helper()
 	b := &rpiBuilt
 	b.once.Do(func() {
-		b.dir, b.err = os.MkdirTemp("", "keel-e2e-rpi-")
+		b.dir, b.err = runTempDir("keel-e2e-rpi-")
 		if b.err != nil {
 			return
 		}
