@@ -35,11 +35,6 @@ func writeImage(t testing.TB, src Source, opts Options) string {
 	return p
 }
 
-func need(t *testing.T, tool string) {
-	t.Helper()
-	tooltest.Need(t, tool)
-}
-
 func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
@@ -55,7 +50,7 @@ var testOpts = Options{Epoch: fstreetest.Epoch, UUID: [16]byte{1, 2, 3, 4, 5, 6,
 // checksum, every inode and its data) and extract it; the extracted tree
 // must be the source tree.
 func TestFsckExtractsTheTree(t *testing.T) {
-	need(t, "fsck.erofs")
+	tooltest.Need(t, "fsck.erofs")
 	tree := fstreetest.Sample(t)
 	img := writeImage(t, tree, testOpts)
 	dir := filepath.Join(t.TempDir(), "x")
@@ -66,7 +61,7 @@ func TestFsckExtractsTheTree(t *testing.T) {
 // TestDumpErofs: dump.erofs reads the superblock and the inodes as
 // written.
 func TestDumpErofs(t *testing.T) {
-	need(t, "dump.erofs")
+	tooltest.Need(t, "dump.erofs")
 	tree := fstreetest.Sample(t)
 	img := writeImage(t, tree, testOpts)
 	sb := run(t, "dump.erofs", "-s", img)

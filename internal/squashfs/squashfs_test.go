@@ -42,17 +42,12 @@ func writeImage(t testing.TB, src Source, opts Options) string {
 	return p
 }
 
-func need(t *testing.T, tool string) {
-	t.Helper()
-	tooltest.Need(t, tool)
-}
-
 // TestUnsquashfsExtractsTheTree has squashfs-tools' unsquashfs read the
 // superblock, list every inode and extract the image; the extracted tree
 // must be the source tree: types, modes, owners, contents, link targets,
 // device numbers, mtimes and hard links.
 func TestUnsquashfsExtractsTheTree(t *testing.T) {
-	need(t, "unsquashfs")
+	tooltest.Need(t, "unsquashfs")
 	for _, c := range []Compression{Zstd, Gzip} {
 		t.Run(c.String(), func(t *testing.T) {
 			tree := sample(t)
