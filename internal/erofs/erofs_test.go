@@ -3,7 +3,6 @@ package erofs
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,15 +34,6 @@ func writeImage(t testing.TB, src Source, opts Options) string {
 	return p
 }
 
-func run(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 var testOpts = Options{Epoch: fstreetest.Epoch, UUID: [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, Label: "keel-test"}
 
 // TestFsckExtractsTheTree has erofs-utils check the image (superblock
@@ -54,7 +44,7 @@ func TestFsckExtractsTheTree(t *testing.T) {
 	tree := fstreetest.Sample(t)
 	img := writeImage(t, tree, testOpts)
 	dir := filepath.Join(t.TempDir(), "x")
-	run(t, "fsck.erofs", "--extract="+dir, img)
+	tooltest.Run(t, "fsck.erofs", "--extract="+dir, img)
 	fstreetest.Compare(t, tree, dir, fstreetest.Epoch, fstreetest.Lax{HardLinks: true, Setuid: true, Xattrs: true})
 }
 
@@ -64,13 +54,13 @@ func TestDumpErofs(t *testing.T) {
 	tooltest.Need(t, "dump.erofs")
 	tree := fstreetest.Sample(t)
 	img := writeImage(t, tree, testOpts)
-	sb := run(t, "dump.erofs", "-s", img)
+	sb := tooltest.Run(t, "dump.erofs", "-s", img)
 	for _, want := range []string{"Filesystem magic number:", "0xE0F5E1E2", "Filesystem UUID:", "01020304-0506-0708-090a-0b0c0d0e0f10", "sb_csum"} {
 		if !strings.Contains(sb, want) {
 			t.Errorf("dump.erofs -s lacks %q:\n%s", want, sb)
 		}
 	}
-	ino := run(t, "dump.erofs", "--path=/bin/a", img)
+	ino := tooltest.Run(t, "dump.erofs", "--path=/bin/a", img)
 	// Layout 2 is FLAT_INLINE: the 13 bytes sit right after the inode.
 	for _, want := range []string{"Size: 13", "Links: 3", "Layout: 2", "Access: 0755"} {
 		if !strings.Contains(strings.ToLower(ino), strings.ToLower(want)) {
@@ -79,11 +69,11 @@ func TestDumpErofs(t *testing.T) {
 	}
 	// What fsck.erofs's extraction leaves out: the xattrs are there,
 	// 12 bytes of header and three padded entries.
-	if x := run(t, "dump.erofs", "--path=/xattr/user", img); !strings.Contains(x, "Xattr size: 352") {
+	if x := tooltest.Run(t, "dump.erofs", "--path=/xattr/user", img); !strings.Contains(x, "Xattr size: 352") {
 		t.Errorf("dump.erofs --path=/xattr/user: want 352 bytes of xattrs:\n%s", x)
 	}
 	// A file of 2.5 blocks of 128 KiB: whole 4 KiB blocks and a tail.
-	big := run(t, "dump.erofs", "--path=/bin/big", img)
+	big := tooltest.Run(t, "dump.erofs", "--path=/bin/big", img)
 	if !strings.Contains(big, "Size: 322144") {
 		t.Errorf("dump.erofs --path=/bin/big:\n%s", big)
 	}

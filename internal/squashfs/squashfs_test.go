@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -52,13 +51,13 @@ func TestUnsquashfsExtractsTheTree(t *testing.T) {
 		t.Run(c.String(), func(t *testing.T) {
 			tree := sample(t)
 			img := writeImage(t, tree, Options{Compression: c, Epoch: fstreetest.Epoch})
-			out := run(t, "unsquashfs", "-s", img)
+			out := tooltest.Run(t, "unsquashfs", "-s", img)
 			for _, want := range []string{"Compression " + map[Compression]string{Zstd: "zstd", Gzip: "gzip"}[c], "Block size 131072", "Filesystem is not exportable"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("unsquashfs -s does not say %q:\n%s", want, out)
 				}
 			}
-			list := run(t, "unsquashfs", "-lln", img)
+			list := tooltest.Run(t, "unsquashfs", "-lln", img)
 			for _, want := range []string{
 				"drwxr-xr-x 0/0", "-rwsr-xr-x 0/0", "lrwxrwxrwx 0/0",
 				"squashfs-root/sh -> bin/a", "5,  1 2023-11-14 22:13 squashfs-root/dev/console",
@@ -69,7 +68,7 @@ func TestUnsquashfsExtractsTheTree(t *testing.T) {
 				}
 			}
 			dir := filepath.Join(t.TempDir(), "x")
-			run(t, "unsquashfs", "-no-progress", "-d", dir, img)
+			tooltest.Run(t, "unsquashfs", "-no-progress", "-d", dir, img)
 			fstreetest.Compare(t, tree, dir, fstreetest.Epoch)
 		})
 	}
@@ -160,15 +159,6 @@ type listSource struct {
 }
 
 func (l *listSource) Entries() []*fstree.Entry { return l.entries }
-
-func run(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
 
 func BenchmarkWrite(b *testing.B) {
 	tree := sample(b)
