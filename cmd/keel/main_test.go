@@ -131,7 +131,7 @@ root = "initrd"
 	// Then, as comments, each container's effective configuration.
 	for _, line := range []string{
 		"# amd64 service \"sshd\": image \"./pkg/sshd\" (package directory; its label is trusted)\n",
-		"#   command = [\"/usr/sbin/sshd\"]  # package [config] (trusted image label)\n",
+		"#   command = [\"/usr/sbin/sshd\"]  # package [config]\n",
 		"# amd64 service \"ntpd\": image \"./pkg/ntpd\" (package directory; its label is trusted)\n",
 		"#   restart = \"always\"  # spec\n",
 	} {

@@ -17,7 +17,7 @@ import (
 // Where a container setting came from, as --dry-run shows it.
 const (
 	fromSpec        = "spec"
-	fromPackage     = "package [config] (trusted image label)"
+	fromPackage     = "package [config]"
 	fromUntrusted   = "image label (untrusted)"
 	fromAllowed     = "image label (untrusted; allowed by allow-image-privileges)"
 	fromImageConfig = "image config"
@@ -113,10 +113,10 @@ func (cc *containerConfig) showProcess(img v1.Config) {
 	if cc.from["env"] != "" {
 		env = append(env, cc.from["env"])
 	}
-	if !slices.ContainsFunc(slices.Concat(img.Env, cc.shown.Env), func(kv string) bool { return strings.HasPrefix(kv, "PATH=") }) {
-		env = append(env, fromDefault+" PATH")
-	}
 	cc.from["env"] = strings.Join(env, ", then ")
+	if !slices.ContainsFunc(slices.Concat(img.Env, cc.shown.Env), func(kv string) bool { return strings.HasPrefix(kv, "PATH=") }) {
+		cc.from["env"] = strings.TrimPrefix(cc.from["env"]+" plus "+fromDefault+" PATH", " plus ")
+	}
 	cc.shown.Env = p.Env
 	orDefault("cwd", img.WorkingDir != "")
 	cc.shown.Cwd = &p.Cwd
