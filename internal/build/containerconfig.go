@@ -71,11 +71,13 @@ func effectiveConfig(kind string, c spec.Container, origin source.Origin, cf *v1
 	}
 
 	cc := &containerConfig{oci: oci, shown: merged, from: map[string]string{}}
+	// What the label would widen were nothing allowed or set by the entry.
+	widening := (spec.Container{}).RefusedImagePrivileges(label, img)
 	for _, s := range label.Settings() {
 		switch {
 		case origin.Trusted():
 			cc.from[s.Key] = fromPackage
-		case c.AllowsImagePrivilege(s.Key) && slices.Contains(spec.ImagePrivilegeKeys(), s.Key):
+		case slices.ContainsFunc(widening, func(w spec.Setting) bool { return w.Key == s.Key }):
 			cc.from[s.Key] = fromAllowed
 		default:
 			cc.from[s.Key] = fromUntrusted

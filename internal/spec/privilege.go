@@ -85,7 +85,7 @@ func (s Setting) String() string { return s.Key + " = " + s.Value }
 func (c Container) RefusedImagePrivileges(label Config, img ImageConfig) []Setting {
 	var out []Setting
 	for _, p := range imagePrivileges {
-		if !p.widens(&label, img) || !configKey(&c.Config, p.key).IsNil() || c.AllowsImagePrivilege(p.key) {
+		if !p.widens(&label, img) || !configKey(&c.Config, p.key).IsNil() || c.allowsImagePrivilege(p.key) {
 			continue
 		}
 		out = append(out, Setting{Key: p.key, Value: inlineTOML(configKey(&label, p.key))})
@@ -93,9 +93,9 @@ func (c Container) RefusedImagePrivileges(label Config, img ImageConfig) []Setti
 	return out
 }
 
-// AllowsImagePrivilege reports whether the entry lets an untrusted label
+// allowsImagePrivilege reports whether the entry lets an untrusted label
 // set key.
-func (c Container) AllowsImagePrivilege(key string) bool {
+func (c Container) allowsImagePrivilege(key string) bool {
 	return slices.Contains(c.AllowImagePrivileges, key) || slices.Contains(c.AllowImagePrivileges, AllPrivileges)
 }
 

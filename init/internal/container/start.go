@@ -173,11 +173,13 @@ func (b *Bundle) Start(opts Options) (*Process, error) {
 	pipes[1][0].Close()
 	pipes[2][1].Close()
 
-	hostNS, err := ownNamespaces()
-	if err != nil {
-		return fail(err)
+	stage := stageConfig{Spec: s, Rootfs: b.Rootfs(), Scratch: scratch}
+	if len(s.Linux.Sysctl) > 0 {
+		if stage.HostNamespaces, err = ownNamespaces(); err != nil {
+			return fail(err)
+		}
 	}
-	cfg, err := json.Marshal(stageConfig{Spec: s, Rootfs: b.Rootfs(), Scratch: scratch, HostNamespaces: hostNS})
+	cfg, err := json.Marshal(stage)
 	if err != nil {
 		return fail(err)
 	}
