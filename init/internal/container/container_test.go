@@ -2,6 +2,7 @@ package container
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/keelos/keel/init/internal/reaper"
@@ -74,7 +76,7 @@ type result struct {
 
 // runProbe writes a bundle running the probe with cfg and returns what
 // the probe reported.
-func runProbe(t *testing.T, name string, cfg spec.Config) result {
+func runProbe(t *testing.T, name string, cfg spec.Config, edits ...func(*specs.Spec)) result {
 	t.Helper()
 	bundle := t.TempDir()
 	rootfs := filepath.Join(bundle, "rootfs")
@@ -96,6 +98,9 @@ func runProbe(t *testing.T, name string, cfg spec.Config) result {
 	s, err := runtimeconfig.Generate(name, runtimeconfig.KindService, cfg, v1.Config{Env: []string{"PATH=/bin"}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, edit := range edits {
+		edit(s)
 	}
 	mount := cgroup2Mount(t)
 	s.Linux.CgroupsPath = fmt.Sprintf("/keel-test-%d/%s", os.Getpid(), name)
@@ -302,4 +307,67 @@ func isMountpoint(t *testing.T, p string) bool {
 		}
 	}
 	return false
+}
+
+// TestContainerSysctlInOwnNamespace checks that a net.* sysctl reaches the
+// container's own network namespace, not the host's.
+func TestContainerSysctlInOwnNamespace(t *testing.T) {
+	const forward = "/proc/sys/net/ipv4/ip_forward"
+	before, err := os.ReadFile(forward)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "1"
+	if strings.TrimSpace(string(before)) == "1" {
+		want = "0"
+	}
+	res := runProbe(t, "sysctl", spec.Config{Sysctl: map[string]string{"net.ipv4.ip_forward": want}, Env: []string{"PROBE_READ=" + forward}})
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if res.out["read"] != want {
+		t.Errorf("ip_forward in the container = %q, want %s", res.out["read"], want)
+	}
+	if after, _ := os.ReadFile(forward); !bytes.Equal(after, before) {
+		t.Errorf("the host's ip_forward changed from %q to %q", before, after)
+	}
+}
+
+// TestContainerRefusesHostSysctls checks init's own check, behind the
+// builder's: a config.json asking for a sysctl outside the container's
+// namespaces fails to start, and the host's value stays.
+func TestContainerRefusesHostSysctls(t *testing.T) {
+	hostNet := fmt.Sprintf("/proc/%d/ns/net", os.Getpid())
+	// Each value differs from the host's and is one the kernel takes.
+	forward := "1"
+	if b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(string(b)) == "1" {
+		forward = "0"
+	}
+	for _, c := range []struct {
+		name, key, value, file, want string
+		cfg                          spec.Config
+	}{
+		{"core-pattern", "kernel.core_pattern", "|/bin/probe", "/proc/sys/kernel/core_pattern", "sysctl kernel.core_pattern: not namespaced", spec.Config{}},
+		{"host-net", "net.ipv4.ip_forward", forward, "/proc/sys/net/ipv4/ip_forward", "sysctl net.ipv4.ip_forward: the container shares the host's network namespace", spec.Config{Net: ptr("host")}},
+		{"host-ipc", "kernel.shmmni", "4097", "/proc/sys/kernel/shmmni", "sysctl kernel.shmmni: the container shares the host's ipc namespace", spec.Config{Ipc: ptr("host")}},
+		{"joined-host-net", "net.ipv4.ip_forward", forward, "/proc/sys/net/ipv4/ip_forward", "sysctl net.ipv4.ip_forward: the container's network namespace is the host's", spec.Config{Net: ptr(hostNet)}},
+	} {
+		before, err := os.ReadFile(c.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.TrimSpace(string(before)) == c.value {
+			t.Fatalf("%s: the host's %s is %s already", c.name, c.key, c.value)
+		}
+		res := runProbe(t, c.name, c.cfg, func(s *specs.Spec) {
+			s.Linux.Sysctl = map[string]string{c.key: c.value}
+		})
+		if res.err == nil || !strings.Contains(res.err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want %q", c.name, res.err, c.want)
+		}
+		if after, _ := os.ReadFile(c.file); !bytes.Equal(after, before) {
+			t.Errorf("%s: the host's %s changed from %q to %q", c.name, c.key, before, after)
+			os.WriteFile(c.file, before, 0) // put the machine back
+		}
+	}
 }

@@ -44,7 +44,18 @@ func main() {
 	fmt.Printf("cwd=%s\n", wd)
 	_, err = os.Stat("/dev/null")
 	fmt.Printf("devnull=%v\n", err == nil)
+	if p := os.Getenv("PROBE_READ"); p != "" {
+		b, err := os.ReadFile(p)
+		fmt.Printf("read=%s%v\n", strings.TrimSpace(string(b)), errText(err))
+	}
 	if p := os.Getenv("PROBE_MOUNT"); p != "" {
 		fmt.Printf("mount=%v\n", syscall.Mount("tmpfs", p, "tmpfs", 0, "size=1m"))
 	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return " " + err.Error()
 }
