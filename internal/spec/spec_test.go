@@ -216,3 +216,39 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+// A spec file given twice, under any name, would be merged with itself:
+// every container in it twice, and no duplicate reported.
+func TestLoadSameFileTwice(t *testing.T) {
+	dir := t.TempDir()
+	a := write(t, dir, "a.toml", kernel+"\n[[onboot]]\nname = \"setup\"\nimage = \"./a\"\n")
+	b := write(t, dir, "b.toml", "[[service]]\nname = \"sshd\"\nimage = \"./b\"\n")
+	link := filepath.Join(dir, "link.toml")
+	if err := os.Symlink("a.toml", link); err != nil {
+		t.Fatal(err)
+	}
+	hard := filepath.Join(dir, "hard.toml")
+	if err := os.Link(a, hard); err != nil {
+		t.Fatal(err)
+	}
+	for _, again := range []string{a, filepath.Join(dir, ".", "x", "..", "a.toml"), link, hard} {
+		got := errorLines(t, must(Load(a, b, again)))
+		want := []string{again + ": the same file as spec argument 1 (" + a + "); give each spec file once"}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("Load(a, b, %s):\ngot  %q\nwant %q", again, got, want)
+		}
+	}
+}
+
+// Duplicates across files are found whatever the files are called,
+// including two files of the same base name.
+func TestMergeDuplicateAcrossSameNamedFiles(t *testing.T) {
+	dir := t.TempDir()
+	a := write(t, dir, "x/build.toml", kernel+"\n[[volume]]\nname = \"data\"\n")
+	b := write(t, dir, "y/build.toml", "[[volume]]\nname = \"data\"\n")
+	got := errorLines(t, must(Load(a, b)))
+	want := []string{b + `:2:8: volume[data].name: duplicate volume "data", already defined at ` + a + `:5:8`}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %q\nwant %q", got, want)
+	}
+}
