@@ -45,10 +45,29 @@ type located struct {
 	// rootKeys are the document's top-level keys, to explain one written
 	// under a table by mistake.
 	rootKeys []string
+	// structs caches the keys of each struct type decoded: a file may
+	// hold many entries of one type.
+	structs map[reflect.Type]structKeys
+}
+
+// structKeys are the TOML keys of a struct.
+type structKeys struct {
+	fields []field
+	names  []string
 }
 
 func newLocated(file string) *located {
-	return &located{file: file, at: map[string]pos{}, reported: map[string]bool{}}
+	return &located{file: file, at: map[string]pos{}, reported: map[string]bool{}, structs: map[reflect.Type]structKeys{}}
+}
+
+func (l *located) keysOf(t reflect.Type) structKeys {
+	k, ok := l.structs[t]
+	if !ok {
+		k.fields = fieldsOf(t)
+		k.names = fieldNames(k.fields)
+		l.structs[t] = k
+	}
+	return k
 }
 
 func (l *located) has(p keyPath) bool { _, ok := l.at[p.key]; return ok }
@@ -133,7 +152,7 @@ func fieldNames(fs []field) []string {
 // It returns false when n could not be stored in v.
 func (l *located) decode(n *node, v reflect.Value, p keyPath) bool {
 	if p.key == "" && v.Kind() == reflect.Struct {
-		l.rootKeys = fieldNames(fieldsOf(v.Type()))
+		l.rootKeys = l.keysOf(v.Type()).names
 	}
 	l.at[p.key] = n.at
 	t := v.Type()
@@ -167,7 +186,7 @@ func (l *located) decode(n *node, v reflect.Value, p keyPath) bool {
 		if n.kind != kindInteger {
 			return l.wrongType(n, p, "integer")
 		}
-		if n.numErr != nil || v.OverflowInt(n.num) {
+		if v.OverflowInt(n.num) {
 			l.errorf(p, "integer out of range")
 			return false
 		}
@@ -176,7 +195,7 @@ func (l *located) decode(n *node, v reflect.Value, p keyPath) bool {
 		if n.kind != kindInteger {
 			return l.wrongType(n, p, "integer")
 		}
-		if n.numErr != nil || n.num < 0 || n.num > math.MaxUint32 {
+		if n.num < 0 || n.num > math.MaxUint32 {
 			l.errorf(p, "integer out of range (0 to %d)", uint32(math.MaxUint32))
 			return false
 		}
@@ -249,7 +268,8 @@ func (l *located) decodeStringMap(n *node, m reflect.Value, p keyPath, prefix st
 }
 
 func (l *located) decodeStruct(n *node, v reflect.Value, p keyPath) bool {
-	fs := fieldsOf(v.Type())
+	keys := l.keysOf(v.Type())
+	fs := keys.fields
 	ok := true
 	for _, k := range n.table.keys {
 		c := n.table.get(k)
@@ -267,7 +287,7 @@ func (l *located) decodeStruct(n *node, v reflect.Value, p keyPath) bool {
 				ok = false
 				continue
 			}
-			l.add(c.keyAt, kp, suggest(k, fieldNames(fs)), "unknown key")
+			l.add(c.keyAt, kp, suggest(k, keys.names), "unknown key")
 			ok = false
 			continue
 		}
