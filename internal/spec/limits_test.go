@@ -29,6 +29,7 @@ func TestLengthLimits(t *testing.T) {
 		{"path component", file("/etc/" + name(256) + "/x"), "has a name too long (256 bytes; at most 255)"},
 		{"path", file(path(4095)), ""},
 		{"path", file(path(4096)), "is too long (4096 bytes; at most 4095)"},
+		{"NUL", file("/etc/a\\u0000b"), "holds a NUL byte"},
 		{"cwd", service("cwd = \"/" + name(300) + "\"\n"), "has a name too long (300 bytes; at most 255)"},
 		{"hostname", service("hostname = \"" + name(30) + "." + name(33) + "\"\n"), ""},
 		{"hostname", service("hostname = \"" + name(30) + "." + name(34) + "\"\n"), "is not a valid host name (at most 64 characters"},

@@ -101,6 +101,8 @@ func (l *located) checkAbs(p keyPath, v string) {
 		l.errorf(p, "path %s is too long (%d bytes; at most %d)", abbrev(v), len(v), MaxPathLen)
 	case longest > MaxPathComponentLen:
 		l.errorf(p, "path %s has a name too long (%d bytes; at most %d)", abbrev(v), longest, MaxPathComponentLen)
+	case strings.IndexByte(v, 0) >= 0:
+		l.errorf(p, "%q holds a NUL byte, which no file name can", v)
 	case !strings.HasPrefix(v, "/"):
 		l.errorf(p, "%q is not an absolute path", v)
 	case path.Clean(v) != v || slices.Contains(strings.Split(v, "/"), ".."):
