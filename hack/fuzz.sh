@@ -6,14 +6,16 @@
 # input that broke the target in that package's testdata/fuzz/FuzzX/;
 # commit it with the fix, as a seed.
 #
-#   FUZZTIME=d        time per target (default 4s: about 2 minutes in all
-#                     on 2 cores, compiling included)
+#   FUZZTIME=d        time per target (default: FUZZ_TOTAL shared out)
+#   FUZZ_TOTAL=s      seconds of fuzzing in all when FUZZTIME is unset
+#                     (default 75: with each target's start, about two
+#                     minutes on 2 cores once the instrumented build is
+#                     cached; never less than 2s a target)
 #   FUZZ_MATCH=regex  only the targets whose name matches (default all)
 #   GO=go             the go command
 set -eu
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
-FUZZTIME=${FUZZTIME:-4s}
 FUZZ_MATCH=${FUZZ_MATCH:-.}
 
 # "dir name" per target, in a stable order.
@@ -22,6 +24,10 @@ targets=$(grep -rE --include='*_test.go' --exclude-dir=testdata --exclude-dir=.g
 	sed -E 's|^\./(.*)/[^/]*_test\.go:func (Fuzz[A-Za-z0-9_]*)\(.*|\1 \2|' |
 	grep -E " .*${FUZZ_MATCH}" | sort)
 [ -n "$targets" ] || { echo "fuzz: no targets match $FUZZ_MATCH" >&2; exit 1; }
+if [ -z "${FUZZTIME:-}" ]; then
+	per=$((${FUZZ_TOTAL:-75} / $(echo "$targets" | wc -l)))
+	FUZZTIME=$((per > 2 ? per : 2))s
+fi
 
 failed=
 n=0
