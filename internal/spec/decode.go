@@ -186,7 +186,7 @@ func (l *located) decode(n *node, v reflect.Value, p keyPath) bool {
 		if n.kind != kindInteger {
 			return l.wrongType(n, p, "integer")
 		}
-		if v.OverflowInt(n.num) {
+		if n.numErr != nil || v.OverflowInt(n.num) {
 			l.errorf(p, "integer out of range")
 			return false
 		}
@@ -195,7 +195,7 @@ func (l *located) decode(n *node, v reflect.Value, p keyPath) bool {
 		if n.kind != kindInteger {
 			return l.wrongType(n, p, "integer")
 		}
-		if n.num < 0 || n.num > math.MaxUint32 {
+		if n.numErr != nil || n.num < 0 || n.num > math.MaxUint32 {
 			l.errorf(p, "integer out of range (0 to %d)", uint32(math.MaxUint32))
 			return false
 		}
@@ -257,6 +257,11 @@ func (l *located) decodeStringMap(n *node, m reflect.Value, p keyPath, prefix st
 		case kindString:
 			m.SetMapIndex(reflect.ValueOf(name), reflect.ValueOf(c.str))
 		case kindInteger:
+			if c.numErr != nil {
+				l.errorf(cp, "integer out of range")
+				ok = false
+				continue
+			}
 			m.SetMapIndex(reflect.ValueOf(name), reflect.ValueOf(strconv.FormatInt(c.num, 10)))
 		case kindBool:
 			m.SetMapIndex(reflect.ValueOf(name), reflect.ValueOf(strconv.FormatBool(c.flag)))

@@ -56,9 +56,12 @@ type node struct {
 	keyAt pos // the key that names it
 	str   string
 	num   int64
-	flag  bool
-	table *table
-	items []*node
+	// numErr is an integer beyond 64 bits: a label's JSON may hold one;
+	// the TOML parser refuses it.
+	numErr error
+	flag   bool
+	table  *table
+	items  []*node
 	// arrayOfTables marks arrays made by [[headers]].
 	arrayOfTables bool
 	def           definedBy
