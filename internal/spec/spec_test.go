@@ -189,14 +189,18 @@ formats = ["qcow2-efi", "iso-efi"]
 	}
 }
 
+// Duplicates across files are found whatever the files are called,
+// two files of the same base name included.
 func TestMergeDuplicateAcrossFiles(t *testing.T) {
-	dir := t.TempDir()
-	a := write(t, dir, "a.toml", kernel+"\n[[service]]\nname = \"sshd\"\nimage = \"./a\"\n")
-	b := write(t, dir, "b.toml", "[[onboot]]\nname = \"sshd\"\nimage = \"./b\"\n\n[[service]]\nname = \"sshd\"\nimage = \"./b\"\n")
-	got := errorLines(t, must(Load(a, b)))
-	want := []string{b + `:6:8: service[sshd].name: duplicate service "sshd", already defined at ` + a + `:5:8`}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("got %q\nwant %q", got, want)
+	for _, names := range [][2]string{{"a.toml", "b.toml"}, {"x/build.toml", "y/build.toml"}} {
+		dir := t.TempDir()
+		a := write(t, dir, names[0], kernel+"\n[[service]]\nname = \"sshd\"\nimage = \"./a\"\n")
+		b := write(t, dir, names[1], "[[onboot]]\nname = \"sshd\"\nimage = \"./b\"\n\n[[service]]\nname = \"sshd\"\nimage = \"./b\"\n")
+		got := errorLines(t, must(Load(a, b)))
+		want := []string{b + `:6:8: service[sshd].name: duplicate service "sshd", already defined at ` + a + `:5:8`}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("got %q\nwant %q", got, want)
+		}
 	}
 }
 
@@ -237,18 +241,5 @@ func TestLoadSameFileTwice(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("Load(a, b, %s):\ngot  %q\nwant %q", again, got, want)
 		}
-	}
-}
-
-// Duplicates across files are found whatever the files are called,
-// including two files of the same base name.
-func TestMergeDuplicateAcrossSameNamedFiles(t *testing.T) {
-	dir := t.TempDir()
-	a := write(t, dir, "x/build.toml", kernel+"\n[[volume]]\nname = \"data\"\n")
-	b := write(t, dir, "y/build.toml", "[[volume]]\nname = \"data\"\n")
-	got := errorLines(t, must(Load(a, b)))
-	want := []string{b + `:2:8: volume[data].name: duplicate volume "data", already defined at ` + a + `:5:8`}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("got %q\nwant %q", got, want)
 	}
 }
