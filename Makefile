@@ -9,7 +9,7 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 TEST_TIMEOUT ?= 85m
 
-.PHONY: all build deps test-deps run test test-short bench vet fmt clean
+.PHONY: all build deps test-deps run test test-short fuzz bench vet fmt clean
 
 all: build
 
@@ -37,13 +37,18 @@ fmt:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
 
 # Every test: unit, fuzz seeds, host integration (as root), and the boot
-# tests under QEMU.
+# tests under QEMU; then every fuzz target for FUZZTIME (hack/fuzz.sh).
 test: test-deps fmt vet
 	$(GO) test -timeout $(TEST_TIMEOUT) ./...
+	GO=$(GO) ./hack/fuzz.sh
 
 # Unit tests only (no network, no QEMU).
 test-short: fmt vet
 	$(GO) test -short ./...
+
+# Every fuzz target, longer: make fuzz FUZZTIME=1m (FUZZ_MATCH=regex).
+fuzz:
+	GO=$(GO) ./hack/fuzz.sh
 
 bench: deps build
 	./hack/bench.sh

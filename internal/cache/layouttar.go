@@ -20,6 +20,14 @@ func UntarLayout(p, dir string) error {
 		return err
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	// A file's bytes are in the archive: entries that claim more, as a
+	// sparse file does (archive/tar expands its holes), would write
+	// without bound.
+	left := st.Size()
 	tr := tar.NewReader(f)
 	for {
 		h, err := tr.Next()
@@ -43,6 +51,10 @@ func UntarLayout(p, dir string) error {
 				return err
 			}
 		case tar.TypeReg:
+			if h.Size > left {
+				return fmt.Errorf("%s: entry %q of %d bytes is larger than what the archive holds (a sparse file?)", p, h.Name, h.Size)
+			}
+			left -= h.Size
 			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 				return err
 			}

@@ -15,7 +15,7 @@ import (
 	"github.com/ulikunitz/xz"
 )
 
-func tarOf(t *testing.T, files map[string]string) []byte {
+func tarOf(t testing.TB, files map[string]string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -35,7 +35,7 @@ func tarOf(t *testing.T, files map[string]string) []byte {
 	return buf.Bytes()
 }
 
-func compress(t *testing.T, ext string, data []byte) []byte {
+func compress(t testing.TB, ext string, data []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	var w io.WriteCloser
@@ -61,7 +61,7 @@ func compress(t *testing.T, ext string, data []byte) []byte {
 }
 
 // writeDeb writes an ar archive the way dpkg-deb lays out a .deb.
-func writeDeb(t *testing.T, members [][2]string) string {
+func writeDeb(t testing.TB, members [][2]string) string {
 	t.Helper()
 	var buf bytes.Buffer
 	buf.WriteString(arMagic)

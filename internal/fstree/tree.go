@@ -52,6 +52,11 @@ var ErrUnsafePath = errors.New("path leads outside the root")
 // the root is refused rather than clamped, as it only occurs in hostile
 // or broken archives.
 func cleanPath(p string) (string, error) {
+	// No file name holds a NUL, and every archive format ends names with
+	// one: a NUL would cut the name short in the image.
+	if strings.IndexByte(p, 0) >= 0 {
+		return "", fmt.Errorf("%q: a path with a NUL byte", p)
+	}
 	p = strings.TrimLeft(p, "/")
 	if p == "" {
 		return "", nil

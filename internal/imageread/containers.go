@@ -36,8 +36,13 @@ func gptESP(r io.ReaderAt, size int64) (*io.SectionReader, error) {
 	entriesLBA := int64(le.Uint64(h[72:]))
 	count := int64(le.Uint32(h[80:]))
 	esize := int64(le.Uint32(h[84:]))
-	if esize < 128 || count > 1024 {
+	// The table is read whole: bound it by the spec's sizes and the disk,
+	// or a header could ask for terabytes.
+	if esize < 128 || esize > 4096 || count > 1024 {
 		return nil, fmt.Errorf("GPT: unusual partition table (%d entries of %d bytes)", count, esize)
+	}
+	if entriesLBA < 2 || entriesLBA > size/sector || entriesLBA*sector+count*esize > size {
+		return nil, fmt.Errorf("GPT: partition table (%d entries of %d bytes at LBA %d) outside the %d-byte disk", count, esize, entriesLBA, size)
 	}
 	table := make([]byte, count*esize)
 	if _, err := r.ReadAt(table, entriesLBA*sector); err != nil {
@@ -184,7 +189,14 @@ func (sizeInfo) Sys() any           { return nil }
 
 // fatFS opens the FAT16 or FAT32 volume held by r (keel writes FAT16 below
 // 64 MiB, FAT32 above).
-func fatFS(r *io.SectionReader) (fs.ReadFileFS, error) {
+//
+// The volume comes from an image anyone may hand to keel inspect, and
+// go-diskfs trusts its boot sector: it allocates the FAT at the size the
+// boot sector states and divides by its sectors per cluster. Those fields
+// are checked against the volume first, and a panic left in the library
+// becomes an error.
+func fatFS(r *io.SectionReader) (_ fs.ReadFileFS, err error) {
+	defer recoverAs(&err, "FAT")
 	var bs [512]byte
 	if _, err := r.ReadAt(bs[:], 0); err != nil {
 		return nil, fmt.Errorf("FAT: read boot sector: %w", err)
@@ -192,20 +204,51 @@ func fatFS(r *io.SectionReader) (fs.ReadFileFS, error) {
 	if bs[510] != 0x55 || bs[511] != 0xaa {
 		return nil, errors.New("FAT: no boot sector signature")
 	}
-	b := readOnlyStorage{r}
+	le := binary.LittleEndian
+	perSector, perCluster := le.Uint16(bs[0x0b:]), bs[0x0d]
+	reserved, fats := int64(le.Uint16(bs[0x0e:])), int64(bs[0x10])
 	// No 16-bit sectors-per-FAT means FAT32.
-	if binary.LittleEndian.Uint16(bs[0x16:]) == 0 {
+	perFAT, fat32Volume := int64(le.Uint16(bs[0x16:])), false
+	if perFAT == 0 {
+		perFAT, fat32Volume = int64(le.Uint32(bs[0x24:])), true
+	}
+	if perSector != 512 || perCluster == 0 || perCluster&(perCluster-1) != 0 || reserved == 0 ||
+		fats == 0 || fats > 2 || perFAT == 0 || (reserved+fats*perFAT)*512 > r.Size() {
+		return nil, fmt.Errorf("FAT: boot sector does not describe a volume of %d bytes", r.Size())
+	}
+	b := readOnlyStorage{r}
+	if fat32Volume {
 		f, err := fat32.Read(b, r.Size(), 0, 512)
 		if err != nil {
 			return nil, fmt.Errorf("FAT32: %w", err)
 		}
-		return f, nil
+		return guardedFS{f}, nil
 	}
 	f, err := fat16.Read(b, r.Size(), 0, 512)
 	if err != nil {
 		return nil, fmt.Errorf("FAT16: %w", err)
 	}
-	return f, nil
+	return guardedFS{f}, nil
+}
+
+// guardedFS turns go-diskfs's panics on a malformed volume into errors.
+type guardedFS struct{ fsys fs.ReadFileFS }
+
+func (g guardedFS) Open(name string) (_ fs.File, err error) {
+	defer recoverAs(&err, "FAT")
+	return g.fsys.Open(name)
+}
+
+func (g guardedFS) ReadFile(name string) (_ []byte, err error) {
+	defer recoverAs(&err, "FAT")
+	return g.fsys.ReadFile(name)
+}
+
+// recoverAs sets *err when the caller panics.
+func recoverAs(err *error, what string) {
+	if p := recover(); p != nil {
+		*err = fmt.Errorf("%s: malformed volume (%v)", what, p)
+	}
 }
 
 // espUKI reads the UKI from a FAT volume: the removable-media boot path

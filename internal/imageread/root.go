@@ -53,9 +53,14 @@ func readLimited(r io.Reader, size int64, name string) ([]byte, error) {
 	if size > maxFile {
 		return nil, fmt.Errorf("%s: %d bytes is more than inspect reads", name, size)
 	}
-	buf := make([]byte, size)
-	if _, err := io.ReadFull(r, buf); err != nil {
+	// Grown as bytes arrive, not made at the size the header claims: a
+	// few bytes of hostile header must not cost maxFile of memory.
+	buf, err := io.ReadAll(io.LimitReader(r, size))
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if int64(len(buf)) < size {
+		return nil, fmt.Errorf("%s: %w", name, io.ErrUnexpectedEOF)
 	}
 	return buf, nil
 }

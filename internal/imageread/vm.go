@@ -85,8 +85,13 @@ func gceDisk(r io.ReaderAt, size int64) (io.ReaderAt, int64, error) {
 		return nil, 0, fmt.Errorf("gce: disk.raw: EFI system partition ends at %d bytes, past what keel reads", end)
 	}
 	if end > int64(len(buf)) {
-		rest := make([]byte, end-int64(len(buf)))
-		if _, err := io.ReadFull(tr, rest); err != nil {
+		// Grown as the data inflates: the partition table's claim alone
+		// must not cost a GiB of memory.
+		rest, err := io.ReadAll(io.LimitReader(tr, end-int64(len(buf))))
+		if err == nil && int64(len(rest)) < end-int64(len(buf)) {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
 			return nil, 0, fmt.Errorf("gce: disk.raw: %w", err)
 		}
 		buf = append(buf, rest...)

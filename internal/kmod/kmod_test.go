@@ -13,7 +13,7 @@ import (
 
 // moduleELF builds a minimal ELF64 relocatable object holding only a
 // .modinfo section, as the kernel's module loader and depmod read it.
-func moduleELF(t *testing.T, modinfo string) []byte {
+func moduleELF(t testing.TB, modinfo string) []byte {
 	t.Helper()
 	shstr := "\x00.modinfo\x00.shstrtab\x00"
 	var b bytes.Buffer

@@ -45,10 +45,29 @@ type located struct {
 	// rootKeys are the document's top-level keys, to explain one written
 	// under a table by mistake.
 	rootKeys []string
+	// structs caches the keys of each struct type decoded: a file may
+	// hold many entries of one type.
+	structs map[reflect.Type]structKeys
+}
+
+// structKeys are the TOML keys of a struct.
+type structKeys struct {
+	fields []field
+	names  []string
 }
 
 func newLocated(file string) *located {
-	return &located{file: file, at: map[string]pos{}, reported: map[string]bool{}}
+	return &located{file: file, at: map[string]pos{}, reported: map[string]bool{}, structs: map[reflect.Type]structKeys{}}
+}
+
+func (l *located) keysOf(t reflect.Type) structKeys {
+	k, ok := l.structs[t]
+	if !ok {
+		k.fields = fieldsOf(t)
+		k.names = fieldNames(k.fields)
+		l.structs[t] = k
+	}
+	return k
 }
 
 func (l *located) has(p keyPath) bool { _, ok := l.at[p.key]; return ok }
@@ -133,7 +152,7 @@ func fieldNames(fs []field) []string {
 // It returns false when n could not be stored in v.
 func (l *located) decode(n *node, v reflect.Value, p keyPath) bool {
 	if p.key == "" && v.Kind() == reflect.Struct {
-		l.rootKeys = fieldNames(fieldsOf(v.Type()))
+		l.rootKeys = l.keysOf(v.Type()).names
 	}
 	l.at[p.key] = n.at
 	t := v.Type()
@@ -238,6 +257,11 @@ func (l *located) decodeStringMap(n *node, m reflect.Value, p keyPath, prefix st
 		case kindString:
 			m.SetMapIndex(reflect.ValueOf(name), reflect.ValueOf(c.str))
 		case kindInteger:
+			if c.numErr != nil {
+				l.errorf(cp, "integer out of range")
+				ok = false
+				continue
+			}
 			m.SetMapIndex(reflect.ValueOf(name), reflect.ValueOf(strconv.FormatInt(c.num, 10)))
 		case kindBool:
 			m.SetMapIndex(reflect.ValueOf(name), reflect.ValueOf(strconv.FormatBool(c.flag)))
@@ -249,7 +273,8 @@ func (l *located) decodeStringMap(n *node, m reflect.Value, p keyPath, prefix st
 }
 
 func (l *located) decodeStruct(n *node, v reflect.Value, p keyPath) bool {
-	fs := fieldsOf(v.Type())
+	keys := l.keysOf(v.Type())
+	fs := keys.fields
 	ok := true
 	for _, k := range n.table.keys {
 		c := n.table.get(k)
@@ -267,7 +292,7 @@ func (l *located) decodeStruct(n *node, v reflect.Value, p keyPath) bool {
 				ok = false
 				continue
 			}
-			l.add(c.keyAt, kp, suggest(k, fieldNames(fs)), "unknown key")
+			l.add(c.keyAt, kp, suggest(k, keys.names), "unknown key")
 			ok = false
 			continue
 		}

@@ -39,12 +39,24 @@ func (e *Error) Error() string {
 // Errors are every problem found in one run, in file and position order.
 type Errors []*Error
 
+// MaxShownErrors bounds the lines Errors.Error writes: past the first
+// screenful, more lines do not help fix a file.
+const MaxShownErrors = 100
+
+// Error has one line per problem, the first MaxShownErrors of them and a
+// count of the others.
 func (es Errors) Error() string {
-	lines := make([]string, len(es))
-	for i, e := range es {
-		lines[i] = e.Error()
+	var b strings.Builder
+	for i, e := range es[:min(len(es), MaxShownErrors)] {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(e.Error())
 	}
-	return strings.Join(lines, "\n")
+	if n := len(es) - MaxShownErrors; n > 0 {
+		fmt.Fprintf(&b, "\nand %d more errors", n)
+	}
+	return b.String()
 }
 
 // sortErrors orders errors by the order the files were given, then by
@@ -69,18 +81,31 @@ func sortErrors(es Errors, files []string) {
 // a likely typo.
 func suggest(s string, candidates []string) string {
 	best, bestD := "", -1
+	limit := max(2, len(s)/3)
 	ls := strings.ToLower(s)
 	for _, c := range candidates {
-		d := editDistance(ls, strings.ToLower(c))
+		// The distance is at least the difference in length: skipping
+		// the candidates too far off keeps a long value cheap to check.
+		lc := strings.ToLower(c)
+		if abs(len(ls)-len(lc)) > limit {
+			continue
+		}
+		d := editDistance(ls, lc)
 		if bestD < 0 || d < bestD {
 			best, bestD = c, d
 		}
 	}
-	limit := max(2, len(s)/3)
 	if bestD < 0 || bestD > limit || bestD == len(s) {
 		return ""
 	}
 	return best
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
 }
 
 // editDistance is the Levenshtein distance between a and b, in bytes.

@@ -3,6 +3,7 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -19,6 +20,11 @@ const (
 	PackageFile     = "package.toml"
 	DefaultSpecFile = "build.toml"
 )
+
+// MaxFileSize bounds a spec or package file. Real ones are a few KiB; the
+// bound keeps a mistaken or hostile argument (a disk image, /dev/zero)
+// from being read whole or parsed.
+const MaxFileSize = 4 << 20
 
 // parsed is one validated file and where its values were written.
 type parsed struct {
@@ -43,6 +49,9 @@ func Parse(file string, data []byte) (*Spec, error) {
 // even when there are errors, so that Load can still find duplicates
 // across files; p is nil only when the document is not valid TOML.
 func parse(file string, data []byte) (p *parsed, errs Errors) {
+	if len(data) > MaxFileSize {
+		return nil, Errors{tooLarge(file)}
+	}
 	tree, perr := parseTree(file, data)
 	if perr != nil {
 		return nil, Errors{perr}
@@ -87,12 +96,20 @@ func Load(files ...string) (*Spec, error) {
 	}
 	var all Errors
 	var docs []*parsed
-	for _, f := range files {
-		data, err := os.ReadFile(f)
+	read := make([]os.FileInfo, len(files))
+	for i, f := range files {
+		data, info, err := readFile(f)
 		if err != nil {
-			all = append(all, &Error{File: f, Msg: fmt.Sprintf("cannot read: %v", unwrapPath(err))})
+			all = append(all, err)
 			continue
 		}
+		// A file named twice (by the same path, another path or a link)
+		// would be merged with itself: every container in it twice.
+		if j := slices.IndexFunc(read[:i], func(prev os.FileInfo) bool { return prev != nil && os.SameFile(prev, info) }); j >= 0 {
+			all = append(all, &Error{File: f, Msg: fmt.Sprintf("the same file as spec argument %d (%s); give each spec file once", j+1, files[j])})
+			continue
+		}
+		read[i] = info
 		p, errs := parse(f, data)
 		all = append(all, errs...)
 		if p != nil {
@@ -111,6 +128,35 @@ func Load(files ...string) (*Spec, error) {
 	return s, nil
 }
 
+// readFile reads a spec or package file of at most MaxFileSize bytes.
+func readFile(name string) ([]byte, os.FileInfo, *Error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, nil, &Error{File: name, Msg: fmt.Sprintf("cannot read: %v", unwrapPath(err))}
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, nil, &Error{File: name, Msg: fmt.Sprintf("cannot read: %v", unwrapPath(err))}
+	}
+	if info.Mode().IsRegular() && info.Size() > MaxFileSize {
+		return nil, nil, tooLarge(name)
+	}
+	// Not every file has a size (a pipe): the read itself is bounded.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, nil, &Error{File: name, Msg: fmt.Sprintf("cannot read: %v", unwrapPath(err))}
+	}
+	if len(data) > MaxFileSize {
+		return nil, nil, tooLarge(name)
+	}
+	return data, info, nil
+}
+
+func tooLarge(file string) *Error {
+	return &Error{File: file, Msg: fmt.Sprintf("larger than %d MiB: not a spec or package file", MaxFileSize>>20)}
+}
+
 func unwrapPath(err error) error {
 	var pe *os.PathError
 	if errors.As(err, &pe) {
@@ -124,22 +170,22 @@ func unwrapPath(err error) error {
 func merge(docs []*parsed, errs *Errors) *Spec {
 	out := &Spec{}
 	type origin struct {
-		file string
-		at   pos
+		doc *parsed
+		at  pos
 	}
 	seen := map[string]origin{} // "service/sshd", "volume/data", "file//etc/motd"
 	claim := func(d *parsed, kind, name string, p keyPath) {
 		at := d.loc.lookup(p)
 		k := kind + "/" + name
 		if prev, dup := seen[k]; dup {
-			if prev.file == d.loc.file {
+			if prev.doc == d {
 				return // reported by the file's own check
 			}
 			*errs = append(*errs, &Error{File: d.loc.file, Line: at.line, Col: at.col, Path: p.disp,
-				Msg: fmt.Sprintf("duplicate %s %q, already defined at %s:%d:%d", kind, name, prev.file, prev.at.line, prev.at.col)})
+				Msg: fmt.Sprintf("duplicate %s %q, already defined at %s:%d:%d", kind, name, prev.doc.loc.file, prev.at.line, prev.at.col)})
 			return
 		}
-		seen[k] = origin{d.loc.file, at}
+		seen[k] = origin{d, at}
 	}
 	for _, d := range docs {
 		s, root := d.spec, keyPath{}
@@ -227,9 +273,9 @@ func LoadPackage(dir string) (*Package, error) {
 		return nil, fmt.Errorf("package %s: %w", dir, err)
 	}
 	file := filepath.Join(dir, PackageFile)
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, Errors{{File: file, Msg: fmt.Sprintf("cannot read: %v", unwrapPath(err))}}
+	data, _, rerr := readFile(file)
+	if rerr != nil {
+		return nil, Errors{rerr}
 	}
 	pk, err := ParsePackage(file, data)
 	if err != nil {
@@ -245,6 +291,9 @@ func LoadPackage(dir string) (*Package, error) {
 // ParsePackage parses and validates one package.toml document; file names
 // it in errors. Dir is left empty.
 func ParsePackage(file string, data []byte) (*Package, error) {
+	if len(data) > MaxFileSize {
+		return nil, Errors{tooLarge(file)}
+	}
 	tree, perr := parseTree(file, data)
 	if perr != nil {
 		return nil, Errors{perr}

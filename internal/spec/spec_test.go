@@ -189,14 +189,18 @@ formats = ["qcow2-efi", "iso-efi"]
 	}
 }
 
+// Duplicates across files are found whatever the files are called,
+// two files of the same base name included.
 func TestMergeDuplicateAcrossFiles(t *testing.T) {
-	dir := t.TempDir()
-	a := write(t, dir, "a.toml", kernel+"\n[[service]]\nname = \"sshd\"\nimage = \"./a\"\n")
-	b := write(t, dir, "b.toml", "[[onboot]]\nname = \"sshd\"\nimage = \"./b\"\n\n[[service]]\nname = \"sshd\"\nimage = \"./b\"\n")
-	got := errorLines(t, must(Load(a, b)))
-	want := []string{b + `:6:8: service[sshd].name: duplicate service "sshd", already defined at ` + a + `:5:8`}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("got %q\nwant %q", got, want)
+	for _, names := range [][2]string{{"a.toml", "b.toml"}, {"x/build.toml", "y/build.toml"}} {
+		dir := t.TempDir()
+		a := write(t, dir, names[0], kernel+"\n[[service]]\nname = \"sshd\"\nimage = \"./a\"\n")
+		b := write(t, dir, names[1], "[[onboot]]\nname = \"sshd\"\nimage = \"./b\"\n\n[[service]]\nname = \"sshd\"\nimage = \"./b\"\n")
+		got := errorLines(t, must(Load(a, b)))
+		want := []string{b + `:6:8: service[sshd].name: duplicate service "sshd", already defined at ` + a + `:5:8`}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("got %q\nwant %q", got, want)
+		}
 	}
 }
 
@@ -214,5 +218,28 @@ func TestLoadMissingFile(t *testing.T) {
 	got := errorLines(t, must(Load(filepath.Join(t.TempDir(), "nope.toml"))))
 	if len(got) != 1 || !strings.Contains(got[0], "cannot read") {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// A spec file given twice, under any name, would be merged with itself:
+// every container in it twice, and no duplicate reported.
+func TestLoadSameFileTwice(t *testing.T) {
+	dir := t.TempDir()
+	a := write(t, dir, "a.toml", kernel+"\n[[onboot]]\nname = \"setup\"\nimage = \"./a\"\n")
+	b := write(t, dir, "b.toml", "[[service]]\nname = \"sshd\"\nimage = \"./b\"\n")
+	link := filepath.Join(dir, "link.toml")
+	if err := os.Symlink("a.toml", link); err != nil {
+		t.Fatal(err)
+	}
+	hard := filepath.Join(dir, "hard.toml")
+	if err := os.Link(a, hard); err != nil {
+		t.Fatal(err)
+	}
+	for _, again := range []string{a, filepath.Join(dir, ".", "x", "..", "a.toml"), link, hard} {
+		got := errorLines(t, must(Load(a, b, again)))
+		want := []string{again + ": the same file as spec argument 1 (" + a + "); give each spec file once"}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("Load(a, b, %s):\ngot  %q\nwant %q", again, got, want)
+		}
 	}
 }

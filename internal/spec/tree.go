@@ -3,6 +3,8 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,10 +15,20 @@ import (
 
 // go-toml stops decoding at the first error and does not say which entry
 // of an array of tables a key belongs to. To report every problem of a
-// file with its line and column, the document is first checked for TOML
-// validity by go-toml, then rebuilt from go-toml's parser as a tree of
-// values that remember where they were written, and decoded from that tree
-// by keel's own schema walk (decode.go).
+// file with its line and column, the document is parsed by go-toml's parser
+// into a tree of values that remember where they were written, and decoded
+// from that tree by keel's own schema walk (decode.go).
+//
+// TOML's rule that a key is defined once is enforced here, on the tree's
+// maps, rather than by go-toml's decoder: its tracker searches every key
+// seen so far for each key, which made a file of many keys quadratic (128k
+// keys took 22 s). The rules and their messages are go-toml's; a fuzz test
+// checks that both accept the same documents.
+
+// maxDepth bounds how deep tables and arrays nest. No key of a spec is
+// deeper than a few levels; the bound keeps the schema walk, which
+// spells every value's path, linear in the size of the file.
+const maxDepth = 64
 
 // pos is a 1-based line and column.
 type pos struct{ line, col int }
@@ -39,17 +51,46 @@ func (k nodeKind) String() string {
 
 // node is one TOML value and where it was written.
 type node struct {
-	kind   nodeKind
-	at     pos // the value (or the table header)
-	keyAt  pos // the key that names it
-	str    string
-	num    int64
-	numErr error // an integer that does not fit in 64 bits
+	kind  nodeKind
+	at    pos // the value (or the table header)
+	keyAt pos // the key that names it
+	str   string
+	num   int64
+	// numErr is an integer beyond 64 bits: a label's JSON may hold one;
+	// the TOML parser refuses it.
+	numErr error
 	flag   bool
 	table  *table
 	items  []*node
 	// arrayOfTables marks arrays made by [[headers]].
 	arrayOfTables bool
+	def           definedBy
+	depth         int // of nesting: the root is 0
+}
+
+// definedBy is how a key came to be, which decides what may define it
+// again or add to it.
+type definedBy uint8
+
+const (
+	byValue       definedBy = iota // key = value: closed, inline tables included
+	byHeader                       // [table]: closed to another [table]
+	byPath                         // a table on the way to a [a.b] header: may get its own header
+	byDottedKey                    // a table on the way to a.b = value: may get more dotted keys
+	byArrayHeader                  // [[table]]: each header adds an entry
+)
+
+// String names the kind of definition as go-toml's messages do.
+func (d definedBy) String() string {
+	switch d {
+	case byHeader, byPath:
+		return "table"
+	case byDottedKey:
+		return "kv-table"
+	case byArrayHeader:
+		return "array-table"
+	}
+	return "value"
 }
 
 // table keeps its keys in document order.
@@ -58,8 +99,8 @@ type table struct {
 	vals map[string]*node
 }
 
-func newTable(at pos) *node {
-	return &node{kind: kindTable, at: at, keyAt: at, table: &table{vals: map[string]*node{}}}
+func newTable(at pos, def definedBy, depth int) *node {
+	return &node{kind: kindTable, at: at, keyAt: at, table: &table{vals: map[string]*node{}}, def: def, depth: depth}
 }
 
 func (t *table) get(k string) *node { return t.vals[k] }
@@ -92,17 +133,8 @@ func (li lineIndex) pos(offset int) pos {
 // parseTree parses a TOML document. A document that is not valid TOML
 // yields one *Error: nothing after a syntax error can be trusted.
 func parseTree(file string, data []byte) (*node, *Error) {
-	var generic map[string]any
-	if err := toml.Unmarshal(data, &generic); err != nil {
-		var de *toml.DecodeError
-		if errors.As(err, &de) {
-			line, col := de.Position()
-			return nil, &Error{File: file, Line: line, Col: col, Path: strings.Join(de.Key(), "."), Msg: strings.TrimPrefix(de.Error(), "toml: ")}
-		}
-		return nil, &Error{File: file, Msg: err.Error()}
-	}
-	b := &treeBuilder{lines: newLineIndex(data)}
-	root := newTable(pos{1, 1})
+	b := &treeBuilder{data: data, lines: newLineIndex(data)}
+	root := newTable(pos{1, 1}, byHeader, 0)
 	cur := root
 	b.p.Reset(data)
 	for b.p.NextExpression() {
@@ -112,21 +144,99 @@ func parseTree(file string, data []byte) (*node, *Error) {
 		case unstable.Table, unstable.ArrayTable:
 			cur, err = b.header(root, e)
 		case unstable.KeyValue:
-			err = b.keyValue(cur.table, e)
+			err = b.keyValue(cur, e)
 		}
-		if err != nil {
-			return nil, &Error{File: file, Msg: err.Error()}
+		var ve *valueError
+		switch {
+		case errors.As(err, &ve):
+			out := b.keyError(file, e, err)
+			at := b.lines.pos(ve.offset)
+			out.Line, out.Col = at.line, at.col
+			return nil, out
+		case err != nil:
+			return nil, b.keyError(file, e, err)
 		}
 	}
 	if err := b.p.Error(); err != nil {
-		return nil, &Error{File: file, Msg: err.Error()}
+		var pe *unstable.ParserError
+		if !errors.As(err, &pe) {
+			return nil, &Error{File: file, Msg: err.Error()}
+		}
+		e := &Error{File: file, Path: strings.Join(pe.Key, "."), Msg: pe.Message}
+		if off, ok := offsetIn(data, pe.Highlight); ok {
+			at := b.lines.pos(off)
+			e.Line, e.Col = at.line, at.col
+		}
+		return nil, e
 	}
 	return root, nil
 }
 
+// offsetIn finds where sub, a slice of data's array as go-toml's parser
+// highlights errors, starts in data.
+func offsetIn(data, sub []byte) (int, bool) {
+	off := cap(data) - cap(sub)
+	switch {
+	case sub == nil || off < 0 || off+len(sub) > len(data):
+		return 0, false
+	case off < len(data) && len(sub) > 0 && &data[off] != &sub[0]:
+		return 0, false
+	}
+	return off, true
+}
+
+// keyError places a problem of an expression at its key, as go-toml does.
+func (b *treeBuilder) keyError(file string, e *unstable.Node, err error) *Error {
+	parts := b.keyParts(e.Key())
+	out := &Error{File: file, Msg: err.Error()}
+	if len(parts) > 0 {
+		names := make([]string, len(parts))
+		for i, k := range parts {
+			names[i] = k.name
+		}
+		out.Line, out.Col, out.Path = parts[0].at.line, parts[0].at.col, strings.Join(names, ".")
+	}
+	return out
+}
+
 type treeBuilder struct {
 	p     unstable.Parser
+	data  []byte
 	lines lineIndex
+}
+
+// plainInt is a decimal integer that fits in 64 bits, as most are.
+var plainInt = regexp.MustCompile(`^[+-]?(0|[1-9][0-9]{0,17})$`)
+
+// valueError is a value that is not valid TOML, placed at the value.
+type valueError struct {
+	offset int
+	msg    string
+}
+
+func (e *valueError) Error() string { return e.msg }
+
+// scalar converts a number or a date-time the way go-toml's decoder does:
+// its parser lets through what only conversion checks (a value beyond 64
+// bits, a radix prefix without digits, the 13th month).
+func (b *treeBuilder) scalar(v *unstable.Node) (any, error) {
+	const key = "v="
+	var m map[string]any
+	err := toml.Unmarshal(append([]byte(key), v.Data...), &m)
+	if err == nil {
+		return m["v"], nil
+	}
+	start, ok := offsetIn(b.data, v.Data)
+	if !ok {
+		start = int(v.Raw.Offset)
+	}
+	e := &valueError{offset: start, msg: strings.TrimPrefix(err.Error(), "toml: ")}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		_, col := de.Position()
+		e.offset += max(0, col-1-len(key))
+	}
+	return nil, e
 }
 
 func (b *treeBuilder) at(n *unstable.Node) pos {
@@ -147,22 +257,32 @@ func (b *treeBuilder) keyParts(it unstable.Iterator) []keyPart {
 	return parts
 }
 
-// descend returns the table a dotted key names below t, creating tables
-// on the way; an array of tables stands for its last entry.
-func descend(t *node, k keyPart) (*node, error) {
+// child returns t's table named k, creating it (as def) when t has none;
+// an array of tables stands for its last entry. A key already defined in
+// a way that open does not allow to add to is an error.
+func child(t *node, k keyPart, def definedBy, open ...definedBy) (*node, error) {
 	n := t.table.get(k.name)
 	if n == nil {
-		n = newTable(k.at)
+		if t.depth >= maxDepth {
+			return nil, errTooDeep
+		}
+		n = newTable(k.at, def, t.depth+1)
 		t.table.set(k.name, n)
+		return n, nil
 	}
-	if n.kind == kindArray && len(n.items) > 0 && n.items[len(n.items)-1].kind == kindTable {
+	if !slices.Contains(open, n.def) {
+		if def == byDottedKey {
+			return nil, fmt.Errorf("key %s is already defined", k.name)
+		}
+		return nil, fmt.Errorf("key %s already exists as a value", k.name)
+	}
+	if n.def == byArrayHeader {
 		n = n.items[len(n.items)-1]
-	}
-	if n.kind != kindTable {
-		return nil, fmt.Errorf("key %q is not a table", k.name)
 	}
 	return n, nil
 }
+
+var errTooDeep = fmt.Errorf("tables and arrays nested more than %d levels deep", maxDepth)
 
 func (b *treeBuilder) header(root *node, e *unstable.Node) (*node, error) {
 	parts := b.keyParts(e.Key())
@@ -172,56 +292,73 @@ func (b *treeBuilder) header(root *node, e *unstable.Node) (*node, error) {
 	t := root
 	for _, k := range parts[:len(parts)-1] {
 		var err error
-		if t, err = descend(t, k); err != nil {
+		if t, err = child(t, k, byPath, byHeader, byPath, byDottedKey, byArrayHeader); err != nil {
 			return nil, err
 		}
 	}
 	last := parts[len(parts)-1]
+	n := t.table.get(last.name)
 	if e.Kind == unstable.Table {
-		n, err := descend(t, last)
-		if err != nil {
-			return nil, err
+		switch {
+		case n == nil:
+			return child(t, last, byHeader)
+		case n.def == byPath:
+			n.def, n.at, n.keyAt = byHeader, last.at, last.at
+			return n, nil
+		case n.def == byHeader:
+			return nil, fmt.Errorf("table %s already exists", last.name)
+		case n.def == byDottedKey:
+			return nil, fmt.Errorf("table %s already exists as defined by a dotted key", last.name)
+		case n.def == byArrayHeader:
+			return nil, fmt.Errorf("table %s already exists as an array of tables", last.name)
 		}
-		n.at, n.keyAt = last.at, last.at
-		return n, nil
+		return nil, fmt.Errorf("key %s should be a table, not a %s", last.name, n.def)
 	}
-	arr := t.table.get(last.name)
-	if arr == nil {
-		arr = &node{kind: kindArray, at: last.at, keyAt: last.at, arrayOfTables: true}
-		t.table.set(last.name, arr)
+	switch {
+	case n == nil:
+		if t.depth+1 >= maxDepth {
+			return nil, errTooDeep
+		}
+		n = &node{kind: kindArray, at: last.at, keyAt: last.at, arrayOfTables: true, def: byArrayHeader, depth: t.depth + 1}
+		t.table.set(last.name, n)
+	case n.def != byArrayHeader:
+		return nil, fmt.Errorf("key %s already exists as a %s, but should be an array table", last.name, n.def)
 	}
-	if arr.kind != kindArray {
-		return nil, fmt.Errorf("key %q is not an array of tables", last.name)
-	}
-	entry := newTable(last.at)
-	arr.items = append(arr.items, entry)
+	entry := newTable(last.at, byHeader, n.depth+1)
+	n.items = append(n.items, entry)
 	return entry, nil
 }
 
-func (b *treeBuilder) keyValue(t *table, e *unstable.Node) error {
+// keyValue adds a key = value expression to t, a table or an inline table.
+func (b *treeBuilder) keyValue(t *node, e *unstable.Node) error {
 	parts := b.keyParts(e.Key())
 	if len(parts) == 0 {
 		return errors.New("empty key")
 	}
-	holder := &node{kind: kindTable, table: t}
 	for _, k := range parts[:len(parts)-1] {
 		var err error
-		if holder, err = descend(holder, k); err != nil {
+		if t, err = child(t, k, byDottedKey, byDottedKey); err != nil {
 			return err
 		}
 	}
 	last := parts[len(parts)-1]
-	v, err := b.value(e.Value(), last.at)
+	if t.table.get(last.name) != nil {
+		return fmt.Errorf("key %s is already defined", last.name)
+	}
+	v, err := b.value(e.Value(), last.at, t.depth+1)
 	if err != nil {
 		return err
 	}
 	v.keyAt = last.at
-	holder.table.set(last.name, v)
+	t.table.set(last.name, v)
 	return nil
 }
 
-func (b *treeBuilder) value(v *unstable.Node, keyAt pos) (*node, error) {
-	n := &node{keyAt: keyAt, at: keyAt}
+func (b *treeBuilder) value(v *unstable.Node, keyAt pos, depth int) (*node, error) {
+	if depth > maxDepth {
+		return nil, errTooDeep
+	}
+	n := &node{keyAt: keyAt, at: keyAt, def: byValue, depth: depth}
 	if v.Kind != unstable.Array {
 		n.at = b.at(v)
 	}
@@ -230,13 +367,27 @@ func (b *treeBuilder) value(v *unstable.Node, keyAt pos) (*node, error) {
 		n.kind, n.str = kindString, string(v.Data)
 	case unstable.Integer:
 		n.kind = kindInteger
-		n.num, n.numErr = strconv.ParseInt(strings.ReplaceAll(string(v.Data), "_", ""), 0, 64)
+		if plainInt.Match(v.Data) {
+			n.num, _ = strconv.ParseInt(string(v.Data), 10, 64)
+			break
+		}
+		x, err := b.scalar(v)
+		if err != nil {
+			return nil, err
+		}
+		n.num = x.(int64)
 	case unstable.Float:
 		n.kind = kindFloat
+		if _, err := b.scalar(v); err != nil {
+			return nil, err
+		}
 	case unstable.Bool:
 		n.kind, n.flag = kindBool, string(v.Data) == "true"
 	case unstable.LocalDate, unstable.LocalTime, unstable.LocalDateTime, unstable.DateTime:
 		n.kind = kindDateTime
+		if _, err := b.scalar(v); err != nil {
+			return nil, err
+		}
 	case unstable.Array:
 		n.kind = kindArray
 		first := true
@@ -245,7 +396,7 @@ func (b *treeBuilder) value(v *unstable.Node, keyAt pos) (*node, error) {
 			if c.Kind == unstable.Comment {
 				continue
 			}
-			item, err := b.value(c, keyAt)
+			item, err := b.value(c, keyAt, depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -261,7 +412,7 @@ func (b *treeBuilder) value(v *unstable.Node, keyAt pos) (*node, error) {
 			if c.Kind != unstable.KeyValue {
 				continue
 			}
-			if err := b.keyValue(n.table, c); err != nil {
+			if err := b.keyValue(n, c); err != nil {
 				return nil, err
 			}
 		}

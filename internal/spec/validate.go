@@ -18,6 +18,9 @@ var (
 	ifnameRE   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 )
 
+// maxHostnameLen is what sethostname(2) accepts.
+const maxHostnameLen = 64
+
 // mountFlags are the options a bind or tmpfs may carry besides key=value
 // ones.
 var mountFlags = []string{
@@ -28,13 +31,36 @@ var mountFlags = []string{
 // namespaceValues are the keywords of net, pid, ipc and uts (or a path).
 var namespaceValues = []string{"new", "host"}
 
+// Limits on strings that become names of files, directories and cgroups.
+const (
+	// MaxNameLen is a DNS label's: an image, container or volume name
+	// becomes output file names (NAME-ARCH-…), directory and cgroup names.
+	MaxNameLen = 63
+	// MaxPathLen and MaxPathComponentLen are Linux's PATH_MAX and
+	// NAME_MAX, for paths in the image.
+	MaxPathLen          = 4095
+	MaxPathComponentLen = 255
+)
+
 // CheckName reports whether name is a valid image, container or volume
-// name: lower-case letters, digits and '-', starting with a letter or digit.
+// name: at most MaxNameLen lower-case letters, digits and '-', starting
+// with a letter or digit.
 func CheckName(name string) error {
+	if len(name) > MaxNameLen {
+		return fmt.Errorf("%s is too long for a name (%d characters; at most %d)", abbrev(name), len(name), MaxNameLen)
+	}
 	if !nameRE.MatchString(name) {
 		return fmt.Errorf("%q is not a valid name (lower-case letters, digits and '-', starting with a letter or digit)", name)
 	}
 	return nil
+}
+
+// abbrev quotes s, cut after its first 32 bytes when longer.
+func abbrev(s string) string {
+	if len(s) <= 32 {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprintf("%q…", s[:32])
 }
 
 // checkName reports a missing or malformed name.
@@ -66,7 +92,17 @@ func (l *located) checkSize(p keyPath, s string) {
 
 // checkAbs reports a path in the image that is not absolute and clean.
 func (l *located) checkAbs(p keyPath, v string) {
+	longest := 0
+	for c := range strings.SplitSeq(v, "/") {
+		longest = max(longest, len(c))
+	}
 	switch {
+	case len(v) > MaxPathLen:
+		l.errorf(p, "path %s is too long (%d bytes; at most %d)", abbrev(v), len(v), MaxPathLen)
+	case longest > MaxPathComponentLen:
+		l.errorf(p, "path %s has a name too long (%d bytes; at most %d)", abbrev(v), longest, MaxPathComponentLen)
+	case strings.IndexByte(v, 0) >= 0:
+		l.errorf(p, "%q holds a NUL byte, which no file name can", v)
 	case !strings.HasPrefix(v, "/"):
 		l.errorf(p, "%q is not an absolute path", v)
 	case path.Clean(v) != v || slices.Contains(strings.Split(v, "/"), ".."):
@@ -225,8 +261,8 @@ func (l *located) checkConfig(p keyPath, c *Config) {
 		}
 		l.hintf(p.field(ns.key), suggest(*ns.v, namespaceValues), "%q is not new, host or an absolute path", *ns.v)
 	}
-	if c.Hostname != nil && (len(*c.Hostname) > 253 || !hostnameRE.MatchString(*c.Hostname)) {
-		l.errorf(p.field("hostname"), "%q is not a valid host name", *c.Hostname)
+	if c.Hostname != nil && (len(*c.Hostname) > maxHostnameLen || !hostnameRE.MatchString(*c.Hostname)) {
+		l.errorf(p.field("hostname"), "%q is not a valid host name (at most %d characters: labels of letters, digits and '-', separated by '.')", *c.Hostname, maxHostnameLen)
 	}
 	if c.OOMScoreAdj != nil && (*c.OOMScoreAdj < -1000 || *c.OOMScoreAdj > 1000) {
 		l.errorf(p.field("oom-score-adj"), "%d is outside -1000..1000", *c.OOMScoreAdj)

@@ -41,6 +41,11 @@ const (
 	// block, whose BAT entry follows theirs ([MS-VHDX] 2.5).
 	xChunkRatio = (1 << 23) * xLogicalSector / xBlockSize
 	xMaxSize    = 64 << 40 // the format's maximum virtual size
+	// xMaxBlockSize and xMaxMetaLength bound what the reader accepts: the
+	// spec's largest block, and a metadata region far above the 1 MiB
+	// writers make.
+	xMaxBlockSize  = 256 * mib
+	xMaxMetaLength = 16 * mib
 
 	xBlockFullyPresent = 6
 	// Absent blocks are PAYLOAD_BLOCK_ZERO, not NOT_PRESENT: the spec lets

@@ -74,6 +74,11 @@ func OpenVHDX(r io.ReaderAt, fileSize int64) (*VHDXDisk, error) {
 	if batLen == 0 || metaLen == 0 || batOff+batLen > fileSize || metaOff+metaLen > fileSize {
 		return nil, errors.New("vhdx: BAT or metadata region missing or outside the file")
 	}
+	// The metadata table alone takes 64 KiB; writers make the region
+	// 1 MiB.
+	if metaLen < xMetaItems || metaLen > xMaxMetaLength {
+		return nil, fmt.Errorf("vhdx: metadata region of %d bytes (want %d to %d)", metaLen, xMetaItems, xMaxMetaLength)
+	}
 	meta := make([]byte, metaLen)
 	if err := readFull(r, meta, metaOff, "VHDX metadata"); err != nil {
 		return nil, err
@@ -101,8 +106,13 @@ func OpenVHDX(r io.ReaderAt, fileSize int64) (*VHDXDisk, error) {
 		return nil, errors.New("vhdx: differencing disks (with a parent) are not supported")
 	}
 	d := &VHDXDisk{r: r, size: int64(le.Uint64(vsize)), blockSize: int64(le.Uint32(params))}
-	if d.blockSize < mib || d.blockSize&(d.blockSize-1) != 0 || d.size <= 0 {
+	// The spec's ranges; they also keep the arithmetic below from
+	// overflowing or dividing by zero.
+	if d.blockSize < mib || d.blockSize > xMaxBlockSize || d.blockSize&(d.blockSize-1) != 0 || d.size <= 0 || d.size > xMaxSize {
 		return nil, fmt.Errorf("vhdx: block size %d or virtual size %d out of range", d.blockSize, d.size)
+	}
+	if ls := le.Uint32(logical); ls != 512 && ls != 4096 {
+		return nil, fmt.Errorf("vhdx: logical sector size %d (want 512 or 4096)", ls)
 	}
 	d.chunk = (1 << 23) * int64(le.Uint32(logical)) / d.blockSize
 	blocks := (d.size + d.blockSize - 1) / d.blockSize

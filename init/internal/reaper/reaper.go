@@ -28,11 +28,24 @@ func (s Status) Code() int {
 	return s.Status.ExitStatus()
 }
 
+// String reads as the end of a sentence: "exit status 1", "killed by
+// signal SIGKILL (core dumped)".
 func (s Status) String() string {
-	if s.Status.Signaled() {
-		return fmt.Sprintf("killed by %v", s.Status.Signal())
+	if !s.Status.Signaled() {
+		return fmt.Sprintf("exit status %d", s.Status.ExitStatus())
 	}
-	return fmt.Sprintf("exit status %d", s.Status.ExitStatus())
+	// Signal's own String is a description ("killed"), which cannot follow
+	// "killed by"; the name is what a user looks up.
+	sig := s.Status.Signal()
+	name := unix.SignalName(sig)
+	if name == "" {
+		name = fmt.Sprintf("%d", int(sig))
+	}
+	msg := "killed by signal " + name
+	if s.Status.CoreDump() {
+		msg += " (core dumped)"
+	}
+	return msg
 }
 
 // Reaper waits for children and hands each status to whoever spawned it.

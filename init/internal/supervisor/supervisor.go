@@ -381,7 +381,7 @@ func (v *service) loop() (finished bool) {
 			}
 			delay = min(delay, v.sv.cfg.MaxDelay)
 			if failures == v.sv.cfg.CrashLoop {
-				v.sv.cfg.Logf("%s: crash loop: %d exits in a row; still restarting", v.Name, failures)
+				v.sv.cfg.Logf("%s: crash loop: %d exits in a row (last: %v); still restarting", v.Name, failures, st)
 			}
 			v.sv.cfg.Logf("%s: %v; restarting in %v", v.Name, st, delay)
 			v.set(func() { v.state, v.restarts = StateBackoff, v.restarts+1 })

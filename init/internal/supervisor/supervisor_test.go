@@ -1,7 +1,11 @@
 package supervisor
 
 import (
+	"fmt"
 	"os/exec"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -157,5 +161,41 @@ func TestShutdownKeepsEverythingDown(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if m, _ := s.StartTimes("crashy"); len(m) != len(n) {
 		t.Errorf("started %d more times after Shutdown", len(m)-len(n))
+	}
+}
+
+// logLines collects what the supervisor logs, from its goroutines.
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) logf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, fmt.Sprintf(format, args...))
+}
+
+func (l *logLines) has(line string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Contains(l.lines, line)
+}
+
+func TestCrashLoopMessageNamesTheSignal(t *testing.T) {
+	var log logLines
+	s := New(Config{BaseDelay: 10 * time.Millisecond, MaxDelay: 10 * time.Millisecond, ResetAfter: time.Minute, CrashLoop: 2, Logf: log.logf})
+	s.Add(Service{Name: "doomed", Policy: Always, Start: shell("kill -KILL $$")})
+	s.Start("doomed")
+	want := []string{
+		"doomed: killed by signal SIGKILL; restarting in 10ms",
+		"doomed: crash loop: 2 exits in a row (last: killed by signal SIGKILL); still restarting",
+	}
+	waitFor(t, "the crash loop message", func() bool { return log.has(want[1]) })
+	s.Shutdown()
+	for _, w := range want {
+		if !log.has(w) {
+			t.Errorf("no log line %q in:\n%s", w, strings.Join(log.lines, "\n"))
+		}
 	}
 }
