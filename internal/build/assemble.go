@@ -373,6 +373,9 @@ func (b *builder) addContainer(ctx context.Context, root *fstree.Tree, m *bom, a
 	if err != nil {
 		return err
 	}
+	if err := addSeccomp(root, dir, arch, c, oci); err != nil {
+		return err
+	}
 	cfgJSON, err := json.MarshalIndent(oci, "", "\t")
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/keelos/keel/init/internal/reaper"
 	"github.com/keelos/keel/internal/runtimeconfig"
+	"github.com/keelos/keel/internal/seccomp"
 	"github.com/keelos/keel/internal/spec"
 )
 
@@ -74,7 +76,10 @@ type result struct {
 
 // runProbe writes a bundle running the probe with cfg and returns what
 // the probe reported.
-func runProbe(t *testing.T, name string, cfg spec.Config) result {
+// Like the builder, it compiles the default seccomp profile (unless cfg
+// says unconfined) beside config.json; edit, if given, may then change
+// the bundle.
+func runProbe(t *testing.T, name string, cfg spec.Config, edit ...func(bundle string)) result {
 	t.Helper()
 	bundle := t.TempDir()
 	rootfs := filepath.Join(bundle, "rootfs")
@@ -103,12 +108,25 @@ func runProbe(t *testing.T, name string, cfg spec.Config) result {
 		RemoveCgroup(filepath.Join(mount, s.Linux.CgroupsPath))
 		RemoveCgroup(filepath.Join(mount, filepath.Dir(s.Linux.CgroupsPath)))
 	})
+	if s.Annotations[runtimeconfig.AnnotationSeccomp] == runtimeconfig.SeccompDefault {
+		prog, err := seccomp.Compile(seccomp.Default(), runtime.GOARCH, s.Process.Capabilities.Bounding)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runtimeconfig.SetSeccompProgram(s, prog)
+		if err := os.WriteFile(filepath.Join(bundle, runtimeconfig.SeccompFile), prog, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	js, err := runtimeconfig.Marshal(s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), js, 0o644); err != nil {
 		t.Fatal(err)
+	}
+	for _, e := range edit {
+		e(bundle)
 	}
 	b, err := Load(bundle)
 	if err != nil {
@@ -302,4 +320,62 @@ func isMountpoint(t *testing.T, p string) bool {
 		}
 	}
 	return false
+}
+
+// TestContainerSeccomp checks the filter init installs from the bundle:
+// the default profile refuses keyctl even with CAP_SYS_ADMIN, whether
+// installed before dropping credentials or, with no_new_privs, after;
+// unconfined has no filter.
+func TestContainerSeccomp(t *testing.T) {
+	for _, c := range []struct {
+		name               string
+		cfg                spec.Config
+		seccomp, keyctl    string
+		noNewPrivs, capEff string
+	}{
+		{"admin", spec.Config{Capabilities: []string{"CAP_SYS_ADMIN"}}, "2", "operation not permitted", "0", "0000000000200000"},
+		{"user-nnp", spec.Config{UID: ptr(uint32(1000)), NoNewPrivileges: ptr(true)}, "2", "operation not permitted", "1", "0000000000000000"},
+		{"unconfined", spec.Config{Capabilities: []string{"CAP_SYS_ADMIN"}, Seccomp: ptr("unconfined")}, "0", "errno 0", "0", "0000000000200000"},
+	} {
+		c.cfg.Env = []string{"PROBE_KEYCTL=1"}
+		res := runProbe(t, "seccomp-"+c.name, c.cfg)
+		if res.err != nil {
+			t.Fatalf("%s: %v", c.name, res.err)
+		}
+		for k, want := range map[string]string{"Seccomp": c.seccomp, "keyctl": c.keyctl, "NoNewPrivs": c.noNewPrivs, "CapEff": c.capEff} {
+			if got := res.out[k]; got != want {
+				t.Errorf("%s: %s = %q, want %q", c.name, k, got, want)
+			}
+		}
+	}
+}
+
+func TestContainerSeccompProgramMustMatch(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		edit func(bundle string)
+		want string
+	}{
+		{"altered", func(b string) {
+			p := filepath.Join(b, runtimeconfig.SeccompFile)
+			prog, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			prog[len(prog)-1] ^= 0x7f // the last return: EPERM → allow
+			if err := os.WriteFile(p, prog, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "config.json wants"},
+		{"missing", func(b string) {
+			if err := os.Remove(filepath.Join(b, runtimeconfig.SeccompFile)); err != nil {
+				t.Fatal(err)
+			}
+		}, "no such file"},
+	} {
+		res := runProbe(t, "tampered-"+c.name, spec.Config{}, c.edit)
+		if res.err == nil || !strings.Contains(res.err.Error(), c.want) || res.proc != nil {
+			t.Errorf("%s: err = %v, process %v; want no start and an error containing %q", c.name, res.err, res.proc, c.want)
+		}
+	}
 }

@@ -65,6 +65,7 @@ type stageConfig struct {
 	Spec    *specs.Spec `json:"spec"`
 	Rootfs  string      `json:"rootfs"`
 	Scratch string      `json:"scratch"`
+	Seccomp []byte      `json:"seccomp,omitempty"` // the verified program; none when unconfined
 }
 
 var cloneFlags = map[specs.LinuxNamespaceType]uintptr{
@@ -83,6 +84,10 @@ var cloneFlags = map[specs.LinuxNamespaceType]uintptr{
 func (b *Bundle) Start(opts Options) (*Process, error) {
 	opts = opts.withDefaults()
 	s := b.Spec
+	filter, err := b.seccompProgram()
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", b.Name, err)
+	}
 	if b.Runtime != nil {
 		for _, d := range b.Runtime.Mkdir {
 			if err := os.MkdirAll(d, 0o755); err != nil {
@@ -103,7 +108,6 @@ func (b *Bundle) Start(opts Options) (*Process, error) {
 		cgPath = "/keel/" + b.Name
 	}
 	p := &Process{}
-	var err error
 	p.Cgroup, p.Warnings, err = makeCgroup(opts.CgroupMount, cgPath, s.Linux.Resources)
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", b.Name, err)
@@ -170,7 +174,7 @@ func (b *Bundle) Start(opts Options) (*Process, error) {
 	pipes[1][0].Close()
 	pipes[2][1].Close()
 
-	cfg, err := json.Marshal(stageConfig{Spec: s, Rootfs: b.Rootfs(), Scratch: scratch})
+	cfg, err := json.Marshal(stageConfig{Spec: s, Rootfs: b.Rootfs(), Scratch: scratch, Seccomp: filter})
 	if err != nil {
 		return fail(err)
 	}
