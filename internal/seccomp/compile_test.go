@@ -340,3 +340,34 @@ func TestCompileErrors(t *testing.T) {
 		t.Errorf("riscv64: err = %v", err)
 	}
 }
+
+// TestDefaultRefusesWithEveryCapability checks docs/seccomp.md's list of
+// calls the default profile refuses whatever the container holds.
+func TestDefaultRefusesWithEveryCapability(t *testing.T) {
+	all := []string{
+		"CAP_SYS_ADMIN", "CAP_DAC_READ_SEARCH", "CAP_SYS_BOOT", "CAP_SYS_CHROOT", "CAP_SYS_MODULE",
+		"CAP_SYS_PACCT", "CAP_SYS_PTRACE", "CAP_SYS_RAWIO", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG",
+		"CAP_SYS_NICE", "CAP_SYSLOG", "CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN",
+	}
+	refused := []string{
+		"keyctl", "add_key", "request_key", "kexec_load", "kexec_file_load", "userfaultfd",
+		"pivot_root", "swapon", "swapoff", "move_pages", "migrate_pages",
+		"io_uring_setup", "io_uring_enter", "io_uring_register", "nfsservctl",
+	}
+	for _, a := range []string{"amd64", "arm64"} {
+		m := newMachine(t, compile(t, Default(), a, all), a)
+		for _, name := range refused {
+			if _, ok := m.calls[name]; !ok {
+				continue // nfsservctl is gone from arm64
+			}
+			if got := m.call(name); got != eperm {
+				t.Errorf("%s with every capability: %s = %#x, want EPERM", a, name, got)
+			}
+		}
+		for _, name := range []string{"mount", "unshare", "setns", "reboot", "init_module", "open_by_handle_at", "clock_settime", "iopl", "bpf"} {
+			if _, ok := m.calls[name]; ok && m.call(name) != allowed {
+				t.Errorf("%s with every capability: %s is refused", a, name)
+			}
+		}
+	}
+}
