@@ -3,16 +3,10 @@ package test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
-
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/keelos/keel/internal/build"
 	"github.com/keelos/keel/internal/qemu"
@@ -62,58 +56,6 @@ func main() {
 }
 `
 
-// writeProbeImage writes the syscall probe as a one-layer image archive.
-func writeProbeImage(t *testing.T, dir string) string {
-	t.Helper()
-	src := filepath.Join(dir, "probe-src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, data := range map[string]string{"go.mod": "module probe\n\ngo 1.22\n", "main.go": syscallProbe} {
-		if err := os.WriteFile(filepath.Join(src, name), []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bin := filepath.Join(dir, "probe")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
-	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=-mod=mod")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the probe: %v\n%s", err, out)
-	}
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	layer, err := tarLayer(map[string][]byte{"probe": data})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.Config.Cmd = []string{"/probe"}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	tag, err := name.NewTag("keel.test/syscall-probe:1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, "probe.tar")
-	if err := tarball.WriteToFile(p, tag, img); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // TestBootSeccompSlow boots services that hold CAP_SYS_ADMIN under the
 // default profile, unconfined and under a custom profile from the spec's
 // directory, and reads on the console what each may call: the default
@@ -126,7 +68,7 @@ func TestBootSeccompSlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeProbeImage(t, dir)
+	writeProgramImage(t, dir, "probe", syscallProbe, "keel.test/syscall-probe:1")
 	if err := os.MkdirAll(filepath.Join(dir, "profiles"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -180,13 +122,27 @@ seccomp = "profiles/no-uname.json"
 			t.Logf("console:\n%s", tail(m.Console(), 6000))
 		}
 	}()
-	for _, want := range []string{
-		`\[admin-default\] probe seccomp=2 nnp=0 keyctl=operation-not-permitted uname=ok`,
-		`\[admin-unconfined\] probe seccomp=0 nnp=0 keyctl=ok uname=ok`,
-		`\[custom\] probe seccomp=2 nnp=1 keyctl=ok uname=permission-denied`,
-	} {
-		if _, err := m.Expect(regexp.MustCompile(want), 6*time.Minute); err != nil {
-			t.Fatalf("waiting for %q: %v", want, err)
+	// The services start together: their lines come in any order.
+	want := []*regexp.Regexp{
+		regexp.MustCompile(`\[admin-default\] probe seccomp=2 nnp=0 keyctl=operation-not-permitted uname=ok`),
+		regexp.MustCompile(`\[admin-unconfined\] probe seccomp=0 nnp=0 keyctl=ok uname=ok`),
+		regexp.MustCompile(`\[custom\] probe seccomp=2 nnp=1 keyctl=ok uname=permission-denied`),
+	}
+	if _, err := m.Expect(milestone("services-running"), 6*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(time.Second) {
+		var missing []string
+		for _, re := range want {
+			if !re.MatchString(m.Console()) {
+				missing = append(missing, re.String())
+			}
+		}
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the console lacks %q", missing)
 		}
 	}
 	if err := m.Powerdown(); err != nil {
