@@ -3,6 +3,7 @@ package seccomp
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,7 +62,13 @@ func targetOf(name string) (target, error) {
 	case "amd64":
 		return target{name: name, audit: unix.AUDIT_ARCH_X86_64, calls: arch.X86_64.SyscallNames, x32: true}, nil
 	case "arm64":
-		return target{name: name, audit: unix.AUDIT_ARCH_AARCH64, calls: arch.AARCH64.SyscallNames}, nil
+		// The table names call 79 after the kernel's generic
+		// __NR3264_fstatat; arm64's own name for it, the one profiles
+		// (and libseccomp) use, is newfstatat.
+		calls := maps.Clone(arch.AARCH64.SyscallNames)
+		delete(calls, "fstatat")
+		calls["newfstatat"] = arch.AARCH64.SyscallNames["fstatat"]
+		return target{name: name, audit: unix.AUDIT_ARCH_AARCH64, calls: calls}, nil
 	}
 	return target{}, fmt.Errorf("no seccomp compiler for architecture %q (amd64, arm64)", name)
 }

@@ -371,3 +371,29 @@ func TestDefaultRefusesWithEveryCapability(t *testing.T) {
 		}
 	}
 }
+
+// TestArchitecturesAgree checks that a call both architectures have gets
+// the same answer on each, and that the calls behind stat(2) are allowed:
+// arm64's table names its call 79 differently from the kernel's arm64 ABI.
+func TestArchitecturesAgree(t *testing.T) {
+	amd := newMachine(t, compile(t, Default(), "amd64", none), "amd64")
+	arm := newMachine(t, compile(t, Default(), "arm64", none), "arm64")
+	if got := arm.run(arm.audit, 79); got != allowed {
+		t.Errorf("arm64 call 79 (newfstatat) = %#x, want allowed", got)
+	}
+	for _, m := range []*machine{amd, arm} {
+		for _, name := range []string{"newfstatat", "fstat", "statx", "openat", "mmap", "fcntl", "lseek"} {
+			if got := m.call(name); got != allowed {
+				t.Errorf("%#x: %s = %#x, want allowed", m.audit, name, got)
+			}
+		}
+	}
+	for name := range arm.calls {
+		if _, ok := amd.calls[name]; !ok {
+			continue
+		}
+		if a, b := amd.call(name), arm.call(name); a != b {
+			t.Errorf("%s: amd64 %#x, arm64 %#x", name, a, b)
+		}
+	}
+}
