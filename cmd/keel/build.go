@@ -46,11 +46,8 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 				return err
 			}
 			pkgbuild.DefaultBuildKit = bk
-			if opts.DryRun {
-				return dryRun(cmd, opts)
-			}
 			run := build.Run
-			if verify {
+			if verify && !opts.DryRun {
 				run = build.Verify
 			}
 			res, err := run(cmd.Context(), opts)
@@ -71,7 +68,7 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 	f.StringVar(&opts.Dir, "dir", ".", "directory the outputs are written to")
 	f.StringVar(&opts.Name, "name", "", "name prefix of the outputs (default: the spec's name)")
 	f.StringVar(&opts.Size, "size", "", "disk image size, like 1GiB (default: the spec's, else fit)")
-	f.BoolVar(&opts.DryRun, "dry-run", false, "print the merged, resolved spec and stop")
+	f.BoolVar(&opts.DryRun, "dry-run", false, "print the merged spec and, as comments, each container's effective configuration and where it came from, and stop")
 	f.BoolVar(&opts.Locked, "locked", false, "fail if any input differs from build.lock")
 	f.BoolVar(&verify, "verify-reproducible", false, "build a second time from an empty cache (other umask and time zone) and fail at the first output that differs")
 	f.BoolVar(&opts.Pull, "pull", false, "re-resolve registry references instead of using the cache")
@@ -100,32 +97,4 @@ func checkBuildFlags(opts build.Options) error {
 		}
 	}
 	return nil
-}
-
-// dryRun prints the merged spec with the flags applied, the way the build
-// would see it. It does not depend on the pipeline, so it works before
-// any output format does.
-func dryRun(cmd *cobra.Command, opts build.Options) error {
-	s, err := spec.Load(opts.Specs...)
-	if err != nil {
-		return err
-	}
-	if opts.Name != "" {
-		s.Name = opts.Name
-	}
-	if len(opts.Arch) > 0 {
-		s.Arch = slices.Clone(opts.Arch)
-	}
-	if len(opts.Formats) > 0 {
-		s.Output.Formats = slices.Clone(opts.Formats)
-	}
-	if opts.Size != "" {
-		s.Output.Size = opts.Size
-	}
-	b, err := spec.Marshal(s)
-	if err != nil {
-		return err
-	}
-	_, err = cmd.OutOrStdout().Write(b)
-	return err
 }

@@ -93,7 +93,15 @@ restart = "always"
 [output]
 formats = ["iso-efi"]
 `)
-	code, stdout, stderr := keel(t, "build", "--dry-run", a, b)
+	// Dry-run resolves the container images: two small local packages.
+	for _, pkg := range []string{"sshd", "ntpd"} {
+		if err := os.MkdirAll(filepath.Join(dir, "pkg", pkg), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, "pkg", pkg), "package.toml", "name = \""+pkg+"\"\n\n[[file]]\npath = \"/usr/sbin/"+pkg+
+			"\"\ncontents = \"\"\nmode = \"0755\"\n\n[config]\ncommand = [\"/usr/sbin/"+pkg+"\"]\n")
+	}
+	code, stdout, stderr := keel(t, "--cache", t.TempDir(), "build", "--dry-run", a, b)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -117,8 +125,19 @@ restart = "always"
 formats = ["iso-efi"]
 root = "initrd"
 `
-	if stdout != want {
+	if !strings.HasPrefix(stdout, want+"\n# Effective configuration") {
 		t.Fatalf("stdout:\n%s\nwant:\n%s", stdout, want)
+	}
+	// Then, as comments, each container's effective configuration.
+	for _, line := range []string{
+		"# amd64 service \"sshd\": image \"./pkg/sshd\" (package directory; its label is trusted)\n",
+		"#   command = [\"/usr/sbin/sshd\"]  # package [config]\n",
+		"# amd64 service \"ntpd\": image \"./pkg/ntpd\" (package directory; its label is trusted)\n",
+		"#   restart = \"always\"  # spec\n",
+	} {
+		if !strings.Contains(stdout, line) {
+			t.Errorf("missing %q in:\n%s", line, stdout)
+		}
 	}
 	// The printed spec is itself a valid spec.
 	if _, err := spec.Parse(filepath.Join(dir, "out.toml"), []byte(stdout)); err != nil {

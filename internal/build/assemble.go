@@ -3,7 +3,6 @@ package build
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -120,16 +119,25 @@ func (b *builder) tree(img v1.Image) (*fstree.Tree, error) {
 }
 
 func (b *builder) image(ctx context.Context, ref spec.ImageRef, arch, what string) (v1.Image, *fstree.Tree, error) {
-	b.logf("%s: %s: resolving %s", arch, what, ref.Ref)
-	img, err := b.resolver.Image(ctx, ref, arch)
+	img, _, err := b.resolve(ctx, ref, arch, what)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: image %s: %w", what, ref.Ref, err)
+		return nil, nil, err
 	}
 	t, err := b.tree(img)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: image %s: %w", what, ref.Ref, err)
 	}
 	return img, t, nil
+}
+
+// resolve returns an image and where it came from.
+func (b *builder) resolve(ctx context.Context, ref spec.ImageRef, arch, what string) (v1.Image, source.Origin, error) {
+	b.logf("%s: %s: resolving %s", arch, what, ref.Ref)
+	img, origin, err := b.resolver.Resolve(ctx, ref, arch)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: image %s: %w", what, ref.Ref, err)
+	}
+	return img, origin, nil
 }
 
 func (b *builder) assemble(ctx context.Context, arch string) (*system, error) {
@@ -349,9 +357,10 @@ func readEntry(t *fstree.Tree, e *fstree.Entry) ([]byte, error) {
 }
 
 // addContainer places one container: its image's tree as rootfs and an
-// OCI config.json from image config ← package [config] ← spec entry.
+// OCI config.json from image config ← label ← spec entry, checked by
+// effectiveConfig.
 func (b *builder) addContainer(ctx context.Context, root *fstree.Tree, m *bom, arch, kind, dir string, c spec.Container) error {
-	img, t, err := b.image(ctx, c.Image, arch, kind+" "+c.Name)
+	img, origin, err := b.resolve(ctx, c.Image, arch, kind+" "+c.Name)
 	if err != nil {
 		return err
 	}
@@ -362,23 +371,20 @@ func (b *builder) addContainer(ctx context.Context, root *fstree.Tree, m *bom, a
 	if err != nil {
 		return fmt.Errorf("image config: %w", err)
 	}
-	var pkgCfg spec.Config
-	if label := cf.Config.Labels[ConfigLabel]; label != "" {
-		if err := json.Unmarshal([]byte(label), &pkgCfg); err != nil {
-			return fmt.Errorf("image label %s: %w", ConfigLabel, err)
-		}
-	}
-	merged := pkgCfg.Override(c.Config)
-	oci, err := runtimeconfig.Generate(c.Name, kind, merged, cf.Config)
+	cc, err := effectiveConfig(kind, c, origin, cf, b.opts.Specs)
 	if err != nil {
 		return err
 	}
-	if err := addSeccomp(root, dir, arch, c, oci); err != nil {
+	if err := addSeccomp(root, dir, arch, c, cc.oci); err != nil {
 		return err
 	}
-	cfgJSON, err := json.MarshalIndent(oci, "", "\t")
+	cfgJSON, err := runtimeconfig.Marshal(cc.oci)
 	if err != nil {
 		return err
+	}
+	t, err := b.tree(img)
+	if err != nil {
+		return fmt.Errorf("image %s: %w", c.Image.Ref, err)
 	}
 	if err := root.Graft(dir+"/rootfs", t); err != nil {
 		return err
@@ -390,7 +396,7 @@ func (b *builder) addContainer(ctx context.Context, root *fstree.Tree, m *bom, a
 			}
 		}
 	}
-	return root.AddFile(dir+"/config.json", 0o644, 0, 0, bytes.NewReader(append(cfgJSON, '\n')))
+	return root.AddFile(dir+"/config.json", 0o644, 0, 0, bytes.NewReader(cfgJSON))
 }
 
 func addDir(t *fstree.Tree, p string, mode fs.FileMode) error {

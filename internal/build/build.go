@@ -28,7 +28,7 @@ type Options struct {
 	Name     string   // overrides the spec's name when set
 	Arch     []string // overrides the spec's arch when set
 	Size     string   // overrides [output] size when set
-	DryRun   bool     // print the merged spec to Stdout and stop
+	DryRun   bool     // print the merged spec and each container's effective configuration to Stdout, and stop
 	Locked   bool     // fail if anything would differ from build.lock
 	Pull     bool     // re-resolve registry references
 	CacheDir string   // "" = default (KEEL_CACHE or ~/.cache/keel)
@@ -91,24 +91,18 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := ApplyOverrides(s, opts); err != nil {
 		return nil, err
 	}
-	if opts.DryRun {
-		b, err := spec.Marshal(s)
-		if err != nil {
+	if !opts.DryRun {
+		for _, f := range s.Output.Formats {
+			if !slices.Contains(supportedFormats, f) {
+				return nil, fmt.Errorf("output format %q: not implemented yet (supported: %s)", f, strings.Join(supportedFormats, ", "))
+			}
+		}
+		if err := checkArchFormats(s); err != nil {
 			return nil, err
 		}
-		_, err = opts.Stdout.Write(b)
-		return &Result{}, err
-	}
-	for _, f := range s.Output.Formats {
-		if !slices.Contains(supportedFormats, f) {
-			return nil, fmt.Errorf("output format %q: not implemented yet (supported: %s)", f, strings.Join(supportedFormats, ", "))
+		if err := checkRoot(s); err != nil {
+			return nil, err
 		}
-	}
-	if err := checkArchFormats(s); err != nil {
-		return nil, err
-	}
-	if err := checkRoot(s); err != nil {
-		return nil, err
 	}
 
 	cacheDir := opts.CacheDir
@@ -116,10 +110,6 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		cacheDir = cache.DefaultDir()
 	}
 	c, err := cache.Open(cacheDir)
-	if err != nil {
-		return nil, err
-	}
-	store, err := fstree.NewStore(filepath.Join(cacheDir, "files"))
 	if err != nil {
 		return nil, err
 	}
@@ -132,6 +122,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	pb := &pkgbuild.Builder{Cache: c, Debian: deb, Epoch: epoch, Progress: opts.progress}
 	res := &source.Resolver{Cache: c, Packages: pb, Pull: opts.Pull}
+	if opts.DryRun {
+		return &Result{}, dryRun(ctx, opts, s, res)
+	}
+	store, err := fstree.NewStore(filepath.Join(cacheDir, "files"))
+	if err != nil {
+		return nil, err
+	}
 
 	if opts.Locked {
 		if err := checkLocked(ctx, res, s, opts.Specs[0]); err != nil {

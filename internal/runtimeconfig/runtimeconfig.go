@@ -14,7 +14,6 @@ import (
 	"math"
 	"os"
 	"path"
-	"strconv"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -116,7 +115,7 @@ func Generate(name string, kind string, cfg spec.Config, img v1.Config) (*specs.
 	}
 	process := &specs.Process{
 		Args:            append([]string(nil), args...),
-		Env:             environment(img.Env, cfg.Env),
+		Env:             Environment(img.Env, cfg.Env),
 		Cwd:             cwd,
 		User:            user,
 		NoNewPrivileges: cfg.NoNewPrivileges != nil && *cfg.NoNewPrivileges,
@@ -253,9 +252,10 @@ func capabilitySet(names []string) ([]string, error) {
 	return out, nil
 }
 
-// environment merges the image's variables with the spec's, later ones
-// replacing earlier ones of the same name in place, and gives PATH a default.
-func environment(image, config []string) []string {
+// Environment merges the image's variables with the configuration's,
+// later ones replacing earlier ones of the same name in place, and gives
+// PATH a default (DefaultPath) when neither sets it.
+func Environment(image, config []string) []string {
 	var out []string
 	index := map[string]int{}
 	for _, kv := range append(append([]string(nil), image...), config...) {
@@ -273,33 +273,29 @@ func environment(image, config []string) []string {
 	return out
 }
 
-// userOf takes uid/gid from the spec, else a numeric image User
+// userOf takes uid/gid from the spec, else from a numeric image User
 // ("uid[:gid]"): names cannot be resolved without the image's /etc/passwd.
 func userOf(cfg spec.Config, img v1.Config) (specs.User, error) {
 	var u specs.User
-	if img.User != "" {
-		us, gs, hasGroup := strings.Cut(img.User, ":")
-		uid, err := strconv.ParseUint(us, 10, 32)
-		if err != nil {
-			if cfg.UID == nil {
-				return u, fmt.Errorf("image user %q is not numeric: set uid", img.User)
-			}
-		} else {
-			u.UID = uint32(uid)
-		}
-		if hasGroup {
-			gid, err := strconv.ParseUint(gs, 10, 32)
-			if err != nil && cfg.GID == nil {
-				return u, fmt.Errorf("image group %q is not numeric: set gid", gs)
-			}
-			u.GID = uint32(gid)
-		}
+	uid, gid, err := spec.ParseImageUser(img.User)
+	if err != nil {
+		return u, fmt.Errorf("image user: %w", err)
 	}
-	if cfg.UID != nil {
+	switch {
+	case cfg.UID != nil:
 		u.UID = *cfg.UID
+	case uid == nil:
+		return u, fmt.Errorf("image user %q is not numeric: set uid", img.User)
+	default:
+		u.UID = *uid
 	}
-	if cfg.GID != nil {
+	switch {
+	case cfg.GID != nil:
 		u.GID = *cfg.GID
+	case gid == nil:
+		return u, fmt.Errorf("image group of %q is not numeric: set gid", img.User)
+	default:
+		u.GID = *gid
 	}
 	u.AdditionalGids = append([]uint32(nil), cfg.AdditionalGIDs...)
 	return u, nil

@@ -42,37 +42,79 @@ type Resolver struct {
 	Keychain authn.Keychain
 }
 
-// Image returns the image ref names for linux/arch.
-func (r *Resolver) Image(ctx context.Context, ref spec.ImageRef, arch string) (v1.Image, error) {
-	img, err := r.image(ctx, ref, arch)
-	if err != nil {
-		return nil, fmt.Errorf("image %s (%s): %w", ref.Ref, arch, err)
+// Origin is the kind of source an image came from. It decides whether
+// the image's own configuration (its org.keel.config label) is trusted:
+// only a package directory is the user's own source.
+type Origin int
+
+// The origins of an image.
+const (
+	Package  Origin = iota + 1 // a local package directory, built by pkgbuild
+	Layout                     // an OCI image layout directory
+	Archive                    // an OCI or docker image archive (.tar)
+	Registry                   // a registry reference, pulled
+)
+
+// Trusted reports whether the image was built from the user's own
+// source (a package directory) rather than pulled from elsewhere.
+func (o Origin) Trusted() bool { return o == Package }
+
+func (o Origin) String() string {
+	switch o {
+	case Package:
+		return "package directory"
+	case Layout:
+		return "OCI layout directory"
+	case Archive:
+		return "image archive"
+	case Registry:
+		return "registry"
 	}
-	return img, nil
+	return "unknown origin"
 }
 
-func (r *Resolver) image(ctx context.Context, ref spec.ImageRef, arch string) (v1.Image, error) {
+// Image returns the image ref names for linux/arch.
+func (r *Resolver) Image(ctx context.Context, ref spec.ImageRef, arch string) (v1.Image, error) {
+	img, _, err := r.Resolve(ctx, ref, arch)
+	return img, err
+}
+
+// Resolve returns the image ref names for linux/arch and where it came
+// from.
+func (r *Resolver) Resolve(ctx context.Context, ref spec.ImageRef, arch string) (v1.Image, Origin, error) {
+	img, origin, err := r.image(ctx, ref, arch)
+	if err != nil {
+		return nil, 0, fmt.Errorf("image %s (%s): %w", ref.Ref, arch, err)
+	}
+	return img, origin, nil
+}
+
+func (r *Resolver) image(ctx context.Context, ref spec.ImageRef, arch string) (v1.Image, Origin, error) {
 	if !ref.IsLocal() {
-		return r.registry(ctx, ref.Ref, arch)
+		img, err := r.registry(ctx, ref.Ref, arch)
+		return img, Registry, err
 	}
 	p := ref.Path()
 	fi, err := os.Stat(p)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if !fi.IsDir() {
-		return r.archive(p, arch)
+		img, err := r.archive(p, arch)
+		return img, Archive, err
 	}
 	switch {
 	case exists(filepath.Join(p, "package.toml")):
 		if r.Packages == nil {
-			return nil, errors.New("a local package needs a package builder")
+			return nil, 0, errors.New("a local package needs a package builder")
 		}
-		return r.Packages.Build(ctx, p, arch)
+		img, err := r.Packages.Build(ctx, p, arch)
+		return img, Package, err
 	case exists(filepath.Join(p, "oci-layout")):
-		return fromLayout(p, arch)
+		img, err := fromLayout(p, arch)
+		return img, Layout, err
 	default:
-		return nil, fmt.Errorf("%s holds neither a package.toml nor an OCI image layout", p)
+		return nil, 0, fmt.Errorf("%s holds neither a package.toml nor an OCI image layout", p)
 	}
 }
 

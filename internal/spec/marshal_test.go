@@ -45,7 +45,7 @@ hostname = "sshd.local"
 oom-score-adj = -1000
 rlimits = ["nofile,1,2"]
 restart = "always"
-sysctl = { "net.ipv4.ip_forward" = "1", "kernel.panic" = 5 }
+sysctl = { "kernel.shmmni" = "1", "kernel.msgmax" = 5 }
 mounts = []
 
 [[service.devices]]
@@ -136,7 +136,7 @@ func TestMarshalRoundTrip(t *testing.T) {
 	if s2.Onboot[0].Capabilities == nil || s2.Onboot[0].Command == nil || s2.Services[1].Devices == nil || s2.Services[1].Resources == nil {
 		t.Fatalf("empty lists lost:\n%s", b)
 	}
-	if got := s2.Services[0].Sysctl; !reflect.DeepEqual(got, map[string]string{"net.ipv4.ip_forward": "1", "kernel.panic": "5"}) {
+	if got := s2.Services[0].Sysctl; !reflect.DeepEqual(got, map[string]string{"kernel.shmmni": "1", "kernel.msgmax": "5"}) {
 		t.Fatalf("sysctl: %v", got)
 	}
 }

@@ -41,3 +41,28 @@ func TestPackageSeccompIsAKeyword(t *testing.T) {
 		}
 	}
 }
+
+func TestUnconfinedLabelIsAPrivilege(t *testing.T) {
+	for _, c := range []struct {
+		label string
+		entry Container
+		want  string
+	}{
+		{`{"seccomp":"unconfined"}`, Container{}, `seccomp = "unconfined"`},
+		{`{"seccomp":"unconfined"}`, Container{AllowImagePrivileges: []string{"seccomp"}}, ""},
+		{`{"seccomp":"unconfined"}`, Container{Config: Config{Seccomp: ptr("default")}}, ""},
+		{`{"seccomp":"default"}`, Container{}, ""},
+	} {
+		label, err := ParseLabel(labelOrigin, []byte(c.label))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, s := range c.entry.RefusedImagePrivileges(label, ImageConfig{}) {
+			got = append(got, s.String())
+		}
+		if g := strings.Join(got, "; "); g != c.want {
+			t.Errorf("%s, entry %+v: refused %q, want %q", c.label, c.entry, g, c.want)
+		}
+	}
+}

@@ -70,6 +70,11 @@ type Kernel struct {
 type Container struct {
 	Name  string   `toml:"name" json:"name"`
 	Image ImageRef `toml:"image" json:"image"`
+	// AllowImagePrivileges names the privilege keys (ImagePrivilegeKeys,
+	// or "all") that the org.keel.config label of a pulled, untrusted
+	// image may set for this container. Only a spec entry grants them: it
+	// is no Config key, so neither a package nor a label can.
+	AllowImagePrivileges []string `toml:"allow-image-privileges,omitempty" json:"allow-image-privileges,omitempty"`
 	Config
 }
 
@@ -77,7 +82,7 @@ type Container struct {
 // optional: a nil pointer or nil slice means "not set", so a package's
 // defaults (its [config]) can be overridden key by key by a spec entry
 // (see Config.Override). The same struct is stored, as JSON, in a package
-// image's org.keel.config label.
+// image's org.keel.config label (read back by ParseLabel).
 type Config struct {
 	Command         []string          `toml:"command,omitempty" json:"command,omitempty"`
 	Env             []string          `toml:"env,omitempty" json:"env,omitempty"` // KEY=value

@@ -156,6 +156,13 @@ func (l *located) checkContainers(lp keyPath, cs []Container, service bool) {
 		if c.Restart != nil && !service {
 			l.errorf(p.field("restart"), "restart applies only to [[service]] entries")
 		}
+		allowed := append(ImagePrivilegeKeys(), AllPrivileges)
+		for i, k := range c.AllowImagePrivileges {
+			if !slices.Contains(allowed, k) {
+				l.hintf(p.field("allow-image-privileges").elem(i), suggest(k, allowed),
+					"%q is not a privilege key (one of %s)", k, strings.Join(allowed, ", "))
+			}
+		}
 		l.checkConfig(p, &c.Config)
 	}
 }
@@ -163,6 +170,7 @@ func (l *located) checkContainers(lp keyPath, cs []Container, service bool) {
 // checkConfig validates a container's runtime configuration, in a spec
 // entry or a package's [config].
 func (l *located) checkConfig(p keyPath, c *Config) {
+	l.checkCommand(p.field("command"), c.Command, true)
 	for i, e := range c.Env {
 		k, _, ok := strings.Cut(e, "=")
 		if !ok || !envKeyRE.MatchString(k) {
@@ -236,6 +244,8 @@ func (l *located) checkConfig(p keyPath, c *Config) {
 			l.errorf(kp, "%q is not a sysctl name (dotted, like net.ipv4.ip_forward)", k)
 		} else if c.Sysctl[k] == "" {
 			l.errorf(kp, "empty value")
+		} else if msg := c.sysctlProblem(k); msg != "" {
+			l.errorf(kp, "%s", msg)
 		}
 	}
 	for i, r := range c.Rlimits {
@@ -306,6 +316,19 @@ func (l *located) checkSeccomp(p keyPath, v string) {
 	}
 	if strings.HasPrefix(v, "/") || !filepath.IsLocal(v) {
 		l.errorf(p, "%q: a profile's path is relative to the spec file and stays inside its directory", v)
+	}
+}
+
+// checkCommand validates arguments, which exec takes as C strings;
+// withProgram says the first one is the program.
+func (l *located) checkCommand(p keyPath, args []string, withProgram bool) {
+	for i, a := range args {
+		switch {
+		case strings.ContainsRune(a, 0):
+			l.errorf(p.elem(i), "%q contains a NUL byte", a)
+		case i == 0 && withProgram && a == "":
+			l.errorf(p.elem(i), "empty program name")
+		}
 	}
 }
 

@@ -57,6 +57,9 @@ func stage() error {
 	if err := joinNamespaces(s.Linux.Namespaces); err != nil {
 		return err
 	}
+	if err := checkSysctls(s, cfg.HostNamespaces); err != nil {
+		return err
+	}
 	clones, err := cloneSharedBinds(s)
 	if err != nil {
 		return err
@@ -77,6 +80,8 @@ func stage() error {
 			return fmt.Errorf("hostname: %w", err)
 		}
 	}
+	// In the container's namespaces (checkSysctls) and through its own
+	// /proc: each write reaches the container's copy of the sysctl.
 	for _, k := range sortedKeys(s.Linux.Sysctl) {
 		p := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
 		if err := os.WriteFile(p, []byte(s.Linux.Sysctl[k]), 0); err != nil {

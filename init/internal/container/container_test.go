@@ -2,6 +2,7 @@ package container
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/keelos/keel/init/internal/reaper"
@@ -77,9 +79,9 @@ type result struct {
 // runProbe writes a bundle running the probe with cfg and returns what
 // the probe reported.
 // Like the builder, it compiles the default seccomp profile (unless cfg
-// says unconfined) beside config.json; edit, if given, may then change
-// the bundle.
-func runProbe(t *testing.T, name string, cfg spec.Config, edit ...func(bundle string)) result {
+// says unconfined) beside config.json; edits may then change the
+// document.
+func runProbe(t *testing.T, name string, cfg spec.Config, edits ...func(*specs.Spec)) result {
 	t.Helper()
 	bundle := t.TempDir()
 	rootfs := filepath.Join(bundle, "rootfs")
@@ -102,12 +104,6 @@ func runProbe(t *testing.T, name string, cfg spec.Config, edit ...func(bundle st
 	if err != nil {
 		t.Fatal(err)
 	}
-	mount := cgroup2Mount(t)
-	s.Linux.CgroupsPath = fmt.Sprintf("/keel-test-%d/%s", os.Getpid(), name)
-	t.Cleanup(func() {
-		RemoveCgroup(filepath.Join(mount, s.Linux.CgroupsPath))
-		RemoveCgroup(filepath.Join(mount, filepath.Dir(s.Linux.CgroupsPath)))
-	})
 	if s.Annotations[runtimeconfig.AnnotationSeccomp] == runtimeconfig.SeccompDefault {
 		prog, err := seccomp.Compile(seccomp.Default(), runtime.GOARCH, s.Process.Capabilities.Bounding)
 		if err != nil {
@@ -118,15 +114,21 @@ func runProbe(t *testing.T, name string, cfg spec.Config, edit ...func(bundle st
 			t.Fatal(err)
 		}
 	}
+	for _, edit := range edits {
+		edit(s)
+	}
+	mount := cgroup2Mount(t)
+	s.Linux.CgroupsPath = fmt.Sprintf("/keel-test-%d/%s", os.Getpid(), name)
+	t.Cleanup(func() {
+		RemoveCgroup(filepath.Join(mount, s.Linux.CgroupsPath))
+		RemoveCgroup(filepath.Join(mount, filepath.Dir(s.Linux.CgroupsPath)))
+	})
 	js, err := runtimeconfig.Marshal(s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), js, 0o644); err != nil {
 		t.Fatal(err)
-	}
-	for _, e := range edit {
-		e(bundle)
 	}
 	b, err := Load(bundle)
 	if err != nil {
@@ -353,29 +355,82 @@ func TestContainerSeccomp(t *testing.T) {
 func TestContainerSeccompProgramMustMatch(t *testing.T) {
 	for _, c := range []struct {
 		name string
-		edit func(bundle string)
+		edit func(s *specs.Spec)
 		want string
 	}{
-		{"altered", func(b string) {
-			p := filepath.Join(b, runtimeconfig.SeccompFile)
-			prog, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			prog[len(prog)-1] ^= 0x7f // the last return: EPERM → allow
-			if err := os.WriteFile(p, prog, 0o644); err != nil {
-				t.Fatal(err)
-			}
+		{"other digest", func(s *specs.Spec) {
+			runtimeconfig.SetSeccompProgram(s, []byte("another program"))
 		}, "config.json wants"},
-		{"missing", func(b string) {
-			if err := os.Remove(filepath.Join(b, runtimeconfig.SeccompFile)); err != nil {
-				t.Fatal(err)
-			}
-		}, "no such file"},
+		{"no digest", func(s *specs.Spec) {
+			delete(s.Annotations, runtimeconfig.AnnotationSeccompSHA256)
+		}, "config.json has no " + runtimeconfig.AnnotationSeccompSHA256},
 	} {
-		res := runProbe(t, "tampered-"+c.name, spec.Config{}, c.edit)
+		res := runProbe(t, "tampered-"+strings.ReplaceAll(c.name, " ", "-"), spec.Config{}, c.edit)
 		if res.err == nil || !strings.Contains(res.err.Error(), c.want) || res.proc != nil {
 			t.Errorf("%s: err = %v, process %v; want no start and an error containing %q", c.name, res.err, res.proc, c.want)
+		}
+	}
+}
+
+// TestContainerSysctlInOwnNamespace checks that a net.* sysctl reaches the
+// container's own network namespace, not the host's.
+func TestContainerSysctlInOwnNamespace(t *testing.T) {
+	const forward = "/proc/sys/net/ipv4/ip_forward"
+	before, err := os.ReadFile(forward)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "1"
+	if strings.TrimSpace(string(before)) == "1" {
+		want = "0"
+	}
+	res := runProbe(t, "sysctl", spec.Config{Sysctl: map[string]string{"net.ipv4.ip_forward": want}, Env: []string{"PROBE_READ=" + forward}})
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if res.out["read"] != want {
+		t.Errorf("ip_forward in the container = %q, want %s", res.out["read"], want)
+	}
+	if after, _ := os.ReadFile(forward); !bytes.Equal(after, before) {
+		t.Errorf("the host's ip_forward changed from %q to %q", before, after)
+	}
+}
+
+// TestContainerRefusesHostSysctls checks init's own check, behind the
+// builder's: a config.json asking for a sysctl outside the container's
+// namespaces fails to start, and the host's value stays.
+func TestContainerRefusesHostSysctls(t *testing.T) {
+	hostNet := fmt.Sprintf("/proc/%d/ns/net", os.Getpid())
+	// Each value differs from the host's and is one the kernel takes.
+	forward := "1"
+	if b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(string(b)) == "1" {
+		forward = "0"
+	}
+	for _, c := range []struct {
+		name, key, value, file, want string
+		cfg                          spec.Config
+	}{
+		{"core-pattern", "kernel.core_pattern", "|/bin/probe", "/proc/sys/kernel/core_pattern", "sysctl kernel.core_pattern: not namespaced", spec.Config{}},
+		{"host-net", "net.ipv4.ip_forward", forward, "/proc/sys/net/ipv4/ip_forward", "sysctl net.ipv4.ip_forward: the container shares the host's network namespace", spec.Config{Net: ptr("host")}},
+		{"host-ipc", "kernel.shmmni", "4097", "/proc/sys/kernel/shmmni", "sysctl kernel.shmmni: the container shares the host's ipc namespace", spec.Config{Ipc: ptr("host")}},
+		{"joined-host-net", "net.ipv4.ip_forward", forward, "/proc/sys/net/ipv4/ip_forward", "sysctl net.ipv4.ip_forward: the container's network namespace is the host's", spec.Config{Net: ptr(hostNet)}},
+	} {
+		before, err := os.ReadFile(c.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.TrimSpace(string(before)) == c.value {
+			t.Fatalf("%s: the host's %s is %s already", c.name, c.key, c.value)
+		}
+		res := runProbe(t, c.name, c.cfg, func(s *specs.Spec) {
+			s.Linux.Sysctl = map[string]string{c.key: c.value}
+		})
+		if res.err == nil || !strings.Contains(res.err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want %q", c.name, res.err, c.want)
+		}
+		if after, _ := os.ReadFile(c.file); !bytes.Equal(after, before) {
+			t.Errorf("%s: the host's %s changed from %q to %q", c.name, c.key, before, after)
+			os.WriteFile(c.file, before, 0) // put the machine back
 		}
 	}
 }

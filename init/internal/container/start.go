@@ -66,6 +66,9 @@ type stageConfig struct {
 	Rootfs  string      `json:"rootfs"`
 	Scratch string      `json:"scratch"`
 	Seccomp []byte      `json:"seccomp,omitempty"` // the verified program; none when unconfined
+	// HostNamespaces identifies the runtime's own namespaces, which a
+	// container's sysctls must not reach (see checkSysctls).
+	HostNamespaces map[specs.LinuxNamespaceType]nsID `json:"host_namespaces,omitempty"`
 }
 
 var cloneFlags = map[specs.LinuxNamespaceType]uintptr{
@@ -174,7 +177,13 @@ func (b *Bundle) Start(opts Options) (*Process, error) {
 	pipes[1][0].Close()
 	pipes[2][1].Close()
 
-	cfg, err := json.Marshal(stageConfig{Spec: s, Rootfs: b.Rootfs(), Scratch: scratch, Seccomp: filter})
+	stage := stageConfig{Spec: s, Rootfs: b.Rootfs(), Scratch: scratch, Seccomp: filter}
+	if len(s.Linux.Sysctl) > 0 {
+		if stage.HostNamespaces, err = ownNamespaces(); err != nil {
+			return fail(err)
+		}
+	}
+	cfg, err := json.Marshal(stage)
 	if err != nil {
 		return fail(err)
 	}

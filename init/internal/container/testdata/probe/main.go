@@ -51,7 +51,18 @@ func main() {
 		_, _, e := syscall.RawSyscall(syscall.SYS_KEYCTL, 0 /* KEYCTL_GET_KEYRING_ID */, uintptr(sessionKeyring), 1)
 		fmt.Printf("keyctl=%v\n", e)
 	}
+	if p := os.Getenv("PROBE_READ"); p != "" {
+		b, err := os.ReadFile(p)
+		fmt.Printf("read=%s%v\n", strings.TrimSpace(string(b)), errText(err))
+	}
 	if p := os.Getenv("PROBE_MOUNT"); p != "" {
 		fmt.Printf("mount=%v\n", syscall.Mount("tmpfs", p, "tmpfs", 0, "size=1m"))
 	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return " " + err.Error()
 }
