@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -252,6 +253,14 @@ func bootReference(t *testing.T, image string, exercise bool, opts ...func(*qemu
 	initNS := expect(regexp.MustCompile(`ns-init-(pid:\[\d+\])`))[1]
 	if sshdNS == initNS || ntpdNS == initNS || sshdNS == ntpdNS {
 		t.Errorf("services share PID namespaces: sshd %s, ntpd %s, init %s", sshdNS, ntpdNS, initNS)
+	}
+
+	// Every service runs under a seccomp filter: the default profile.
+	if err := m.Send("for s in " + strings.Join(referenceServices, " ") + "; do echo seccomp-$s-$(awk '/^Seccomp:/ {print $2}' /proc/$(keel-ctl pid $s)/status); done\n"); err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range referenceServices {
+		expect(regexp.MustCompile(`seccomp-` + svc + `-2\b`))
 	}
 
 	if exercise {

@@ -43,27 +43,35 @@ func main() { fmt.Println("hello from a keel container") }
 // as a docker archive, the format `ctr images import` reads.
 func writeHelloImage(t *testing.T, dir string) string {
 	t.Helper()
-	src := filepath.Join(dir, "hello-src")
+	return writeProgramImage(t, dir, "hello", helloProgram, helloImage)
+}
+
+// writeProgramImage builds the Go program source as a static amd64 binary
+// /EXE and writes it, as a one-layer image tagged tag whose command it
+// is, to DIR/EXE.tar (a docker archive).
+func writeProgramImage(t *testing.T, dir, exe, source, tag string) string {
+	t.Helper()
+	src := filepath.Join(dir, exe+"-src")
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for name, data := range map[string]string{"go.mod": "module hello\n\ngo 1.22\n", "main.go": helloProgram} {
-		if err := os.WriteFile(filepath.Join(src, name), []byte(data), 0o644); err != nil {
+	for file, data := range map[string]string{"go.mod": "module " + exe + "\n\ngo 1.22\n", "main.go": source} {
+		if err := os.WriteFile(filepath.Join(src, file), []byte(data), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	bin := filepath.Join(dir, "hello")
+	bin := filepath.Join(dir, exe)
 	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=-mod=mod")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building hello: %v\n%s", err, out)
+		t.Fatalf("building %s: %v\n%s", exe, err, out)
 	}
 	data, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	layer, err := tarLayer(map[string][]byte{"hello": data})
+	layer, err := tarLayer(map[string][]byte{exe: data})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,16 +85,16 @@ func writeHelloImage(t *testing.T, dir string) string {
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.Config.Cmd = []string{"/hello"}
+	cf.Config.Cmd = []string{"/" + exe}
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		t.Fatal(err)
 	}
-	tag, err := name.NewTag(helloImage)
+	ref, err := name.NewTag(tag)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(dir, "hello.tar")
-	if err := tarball.WriteToFile(p, tag, img); err != nil {
+	p := filepath.Join(dir, exe+".tar")
+	if err := tarball.WriteToFile(p, ref, img); err != nil {
 		t.Fatal(err)
 	}
 	return p

@@ -74,8 +74,9 @@ func TestBootIoTArm64Slow(t *testing.T) {
 	expect(regexp.MustCompile(`keel-iot login:`))
 
 	out := sshRun(t, fmt.Sprintf("127.0.0.1:%d", port), ssh.PublicKeys(signer),
-		"uname -m; ip -4 addr show eth0 | grep -o 'inet [0-9./]*'; echo iot-ok-$((6*7))")
-	for _, want := range []string{"aarch64", "inet 10.0.2.15/24", "iot-ok-42"} {
+		"uname -m; ip -4 addr show eth0 | grep -o 'inet [0-9./]*'; grep ^Seccomp: /proc/self/status; echo iot-ok-$((6*7))")
+	// The session runs under sshd's seccomp filter, the arm64 program.
+	for _, want := range []string{"aarch64", "inet 10.0.2.15/24", "Seccomp:\t2", "iot-ok-42"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ssh session output lacks %q: %q", want, out)
 		}

@@ -375,6 +375,9 @@ func (b *builder) addContainer(ctx context.Context, root *fstree.Tree, m *bom, a
 	if err != nil {
 		return err
 	}
+	if err := addSeccomp(root, dir, arch, c, cc.oci); err != nil {
+		return err
+	}
 	cfgJSON, err := runtimeconfig.Marshal(cc.oci)
 	if err != nil {
 		return err

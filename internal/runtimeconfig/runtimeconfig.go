@@ -7,6 +7,8 @@
 package runtimeconfig
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -30,6 +32,23 @@ const (
 	// node numbers can only be known on the running machine (no
 	// major/minor given, or a glob): init resolves them at start.
 	AnnotationDevices = "org.keel.devices"
+	// AnnotationSeccomp names the container's seccomp profile: "default",
+	// "unconfined", or the path of a custom profile as the spec gives it.
+	AnnotationSeccomp = "org.keel.seccomp"
+	// AnnotationSeccompSHA256 is the hex SHA-256 of the compiled program
+	// in SeccompFile, which init installs only if it matches; absent
+	// when the container is unconfined.
+	AnnotationSeccompSHA256 = "org.keel.seccomp.sha256"
+)
+
+// SeccompFile holds a container's compiled seccomp program (raw struct
+// sock_filter instructions) beside its config.json.
+const SeccompFile = "seccomp.bpf"
+
+// Seccomp profile names.
+const (
+	SeccompDefault    = "default"
+	SeccompUnconfined = "unconfined"
 )
 
 // Kinds of containers.
@@ -162,6 +181,10 @@ func Generate(name string, kind string, cfg spec.Config, img v1.Config) (*specs.
 		restart = *cfg.Restart
 	}
 	s.Annotations[AnnotationRestart] = restart
+	s.Annotations[AnnotationSeccomp] = SeccompDefault
+	if cfg.Seccomp != nil && *cfg.Seccomp != "" {
+		s.Annotations[AnnotationSeccomp] = *cfg.Seccomp
+	}
 	if cfg.Runtime != nil {
 		b, err := json.Marshal(cfg.Runtime)
 		if err != nil {
@@ -184,6 +207,13 @@ func Generate(name string, kind string, cfg spec.Config, img v1.Config) (*specs.
 	s.Linux.MaskedPaths = withoutBound(s.Linux.MaskedPaths, s.Mounts)
 	s.Linux.ReadonlyPaths = withoutBound(s.Linux.ReadonlyPaths, s.Mounts)
 	return s, nil
+}
+
+// SetSeccompProgram records in s the digest of the compiled seccomp
+// program that goes beside it as SeccompFile.
+func SetSeccompProgram(s *specs.Spec, program []byte) {
+	sum := sha256.Sum256(program)
+	s.Annotations[AnnotationSeccompSHA256] = hex.EncodeToString(sum[:])
 }
 
 // Marshal encodes a document as config.json: indented, with a trailing

@@ -25,6 +25,7 @@ func (c Config) Override(over Config) Config {
 	setPtr(&c.GID, over.GID)
 	setSlice(&c.AdditionalGIDs, over.AdditionalGIDs)
 	setPtr(&c.NoNewPrivileges, over.NoNewPrivileges)
+	setPtr(&c.Seccomp, over.Seccomp)
 	setPtr(&c.Hostname, over.Hostname)
 	setPtr(&c.OOMScoreAdj, over.OOMScoreAdj)
 	if over.Sysctl != nil {

@@ -48,9 +48,7 @@ var imagePrivileges = []imagePrivilege{
 	{"oom-score-adj", func(c *Config, _ ImageConfig) bool { return c.OOMScoreAdj != nil && *c.OOMScoreAdj < 0 }},
 	{"rlimits", func(c *Config, _ ImageConfig) bool { return len(c.Rlimits) > 0 }},
 	{"no-new-privileges", func(c *Config, _ ImageConfig) bool { return c.NoNewPrivileges != nil && !*c.NoNewPrivileges }},
-	// seccomp (being added with internal/seccomp): once Config has the
-	// key, this line makes an unconfined profile from a label a privilege:
-	// {"seccomp", func(c *Config, _ ImageConfig) bool { return c.Seccomp != nil && *c.Seccomp == "unconfined" }},
+	{"seccomp", func(c *Config, _ ImageConfig) bool { return c.Seccomp != nil && *c.Seccomp == "unconfined" }},
 }
 
 // AllPrivileges, in allow-image-privileges, allows every privilege key.

@@ -103,6 +103,7 @@ type Config struct {
 	GID             *uint32           `toml:"gid,omitempty" json:"gid,omitempty"`
 	AdditionalGIDs  []uint32          `toml:"additional-gids,omitempty" json:"additional-gids,omitempty"`
 	NoNewPrivileges *bool             `toml:"no-new-privileges,omitempty" json:"no-new-privileges,omitempty"`
+	Seccomp         *string           `toml:"seccomp,omitempty" json:"seccomp,omitempty"` // "default" | "unconfined" | "profile.json" (relative to the spec file)
 	Hostname        *string           `toml:"hostname,omitempty" json:"hostname,omitempty"`
 	OOMScoreAdj     *int              `toml:"oom-score-adj,omitempty" json:"oom-score-adj,omitempty"`
 	Sysctl          map[string]string `toml:"sysctl,omitempty" json:"sysctl,omitempty"`

@@ -42,6 +42,10 @@ const (
 	MaxPathComponentLen = 255
 )
 
+// SeccompProfiles are the keywords of seccomp; any other value is the
+// path of a profile file.
+var SeccompProfiles = []string{"default", "unconfined"}
+
 // CheckName reports whether name is a valid image, container or volume
 // name: at most MaxNameLen lower-case letters, digits and '-', starting
 // with a letter or digit.
@@ -261,6 +265,9 @@ func (l *located) checkConfig(p keyPath, c *Config) {
 		}
 		l.hintf(p.field(ns.key), suggest(*ns.v, namespaceValues), "%q is not new, host or an absolute path", *ns.v)
 	}
+	if c.Seccomp != nil {
+		l.checkSeccomp(p.field("seccomp"), *c.Seccomp)
+	}
 	if c.Hostname != nil && (len(*c.Hostname) > maxHostnameLen || !hostnameRE.MatchString(*c.Hostname)) {
 		l.errorf(p.field("hostname"), "%q is not a valid host name (at most %d characters: labels of letters, digits and '-', separated by '.')", *c.Hostname, maxHostnameLen)
 	}
@@ -330,6 +337,21 @@ func (l *located) checkConfig(p keyPath, c *Config) {
 				}
 			}
 		}
+	}
+}
+
+// checkSeccomp validates a seccomp value: a keyword, or a relative path
+// inside the spec's directory to a .json profile in Docker's format.
+func (l *located) checkSeccomp(p keyPath, v string) {
+	if slices.Contains(SeccompProfiles, v) {
+		return
+	}
+	if !strings.HasSuffix(v, ".json") {
+		l.hintf(p, suggest(v, SeccompProfiles), "%q is not default, unconfined or the path of a .json profile", v)
+		return
+	}
+	if strings.HasPrefix(v, "/") || !filepath.IsLocal(v) {
+		l.errorf(p, "%q: a profile's path is relative to the spec file and stays inside its directory", v)
 	}
 }
 
@@ -566,6 +588,9 @@ func (l *located) checkPackage(pk *Package) {
 	l.checkFiles(root.field("file"), pk.Files)
 	cp := root.field("config")
 	l.checkConfig(cp, &pk.Config)
+	if v := pk.Config.Seccomp; v != nil && strings.HasSuffix(*v, ".json") {
+		l.errorf(cp.field("seccomp"), "%q: a package sets default or unconfined; a profile file is named by the spec's entry", *v)
+	}
 	if b := pk.Build; b != nil {
 		bp := root.field("build")
 		switch {

@@ -67,7 +67,7 @@ func TestValidationRules(t *testing.T) {
 		{"command NUL", service("command = [\"/bin/x\", \"a\\u0000b\"]"), `contains a NUL byte`},
 		{"allow-image-privileges ok", service(`allow-image-privileges = ["capabilities", "binds", "no-new-privileges", "additional-gids"]`), ""},
 		{"allow-image-privileges all", service(`allow-image-privileges = ["all"]`), ""},
-		{"allow-image-privileges bad", service(`allow-image-privileges = ["capabilites"]`), `service[svc].allow-image-privileges: "capabilites" is not a privilege key (one of capabilities, ambient, net, pid, ipc, uts, cgroup, binds, mounts, devices, runtime, sysctl, uid, gid, additional-gids, oom-score-adj, rlimits, no-new-privileges, all); did you mean "capabilities"?`},
+		{"allow-image-privileges bad", service(`allow-image-privileges = ["capabilites"]`), `service[svc].allow-image-privileges: "capabilites" is not a privilege key (one of capabilities, ambient, net, pid, ipc, uts, cgroup, binds, mounts, devices, runtime, sysctl, uid, gid, additional-gids, oom-score-adj, rlimits, no-new-privileges, seccomp, all); did you mean "capabilities"?`},
 		{"allow-image-privileges not a privilege", service(`allow-image-privileges = ["env"]`), `"env" is not a privilege key`},
 		{"rlimits ok", service(`rlimits = ["RLIMIT_NOFILE,1024,4096", "nproc,unlimited,unlimited", "core,0,0"]`), ""},
 		{"rlimits name", service(`rlimits = ["nofiles,1,2"]`), `unknown rlimit "nofiles"`},

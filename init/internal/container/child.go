@@ -124,6 +124,16 @@ func stage() error {
 	if err != nil {
 		return err
 	}
+	// The seccomp filter goes on as late as it can: with no_new_privs,
+	// right before exec; without, installing one takes CAP_SYS_ADMIN,
+	// which setCredentials may drop, so before it (as runc does), and the
+	// profile must allow what follows: prctl, setgroups, setresgid,
+	// setresuid, capset, chdir and execve, as Docker's default does.
+	if len(cfg.Seccomp) > 0 && !proc.NoNewPrivileges {
+		if err := installSeccomp(cfg.Seccomp); err != nil {
+			return err
+		}
+	}
 	if err := setCredentials(proc); err != nil {
 		return err
 	}
@@ -133,6 +143,11 @@ func stage() error {
 	}
 	if err := os.Chdir(cwd); err != nil {
 		return fmt.Errorf("cwd: %w", err)
+	}
+	if len(cfg.Seccomp) > 0 && proc.NoNewPrivileges {
+		if err := installSeccomp(cfg.Seccomp); err != nil {
+			return err
+		}
 	}
 	if err := unix.Exec(argv0, proc.Args, proc.Env); err != nil {
 		return fmt.Errorf("exec %s: %w", argv0, err)

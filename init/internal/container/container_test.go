@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/keelos/keel/init/internal/reaper"
 	"github.com/keelos/keel/internal/runtimeconfig"
+	"github.com/keelos/keel/internal/seccomp"
 	"github.com/keelos/keel/internal/spec"
 )
 
@@ -76,6 +78,9 @@ type result struct {
 
 // runProbe writes a bundle running the probe with cfg and returns what
 // the probe reported.
+// Like the builder, it compiles the default seccomp profile (unless cfg
+// says unconfined) beside config.json; edits may then change the
+// document.
 func runProbe(t *testing.T, name string, cfg spec.Config, edits ...func(*specs.Spec)) result {
 	t.Helper()
 	bundle := t.TempDir()
@@ -98,6 +103,16 @@ func runProbe(t *testing.T, name string, cfg spec.Config, edits ...func(*specs.S
 	s, err := runtimeconfig.Generate(name, runtimeconfig.KindService, cfg, v1.Config{Env: []string{"PATH=/bin"}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if s.Annotations[runtimeconfig.AnnotationSeccomp] == runtimeconfig.SeccompDefault {
+		prog, err := seccomp.Compile(seccomp.Default(), runtime.GOARCH, s.Process.Capabilities.Bounding)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runtimeconfig.SetSeccompProgram(s, prog)
+		if err := os.WriteFile(filepath.Join(bundle, runtimeconfig.SeccompFile), prog, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, edit := range edits {
 		edit(s)
@@ -307,6 +322,54 @@ func isMountpoint(t *testing.T, p string) bool {
 		}
 	}
 	return false
+}
+
+// TestContainerSeccomp checks the filter init installs from the bundle:
+// the default profile refuses keyctl even with CAP_SYS_ADMIN, whether
+// installed before dropping credentials or, with no_new_privs, after;
+// unconfined has no filter.
+func TestContainerSeccomp(t *testing.T) {
+	for _, c := range []struct {
+		name               string
+		cfg                spec.Config
+		seccomp, keyctl    string
+		noNewPrivs, capEff string
+	}{
+		{"admin", spec.Config{Capabilities: []string{"CAP_SYS_ADMIN"}}, "2", "operation not permitted", "0", "0000000000200000"},
+		{"user-nnp", spec.Config{UID: ptr(uint32(1000)), NoNewPrivileges: ptr(true)}, "2", "operation not permitted", "1", "0000000000000000"},
+		{"unconfined", spec.Config{Capabilities: []string{"CAP_SYS_ADMIN"}, Seccomp: ptr("unconfined")}, "0", "errno 0", "0", "0000000000200000"},
+	} {
+		c.cfg.Env = []string{"PROBE_KEYCTL=1"}
+		res := runProbe(t, "seccomp-"+c.name, c.cfg)
+		if res.err != nil {
+			t.Fatalf("%s: %v", c.name, res.err)
+		}
+		for k, want := range map[string]string{"Seccomp": c.seccomp, "keyctl": c.keyctl, "NoNewPrivs": c.noNewPrivs, "CapEff": c.capEff} {
+			if got := res.out[k]; got != want {
+				t.Errorf("%s: %s = %q, want %q", c.name, k, got, want)
+			}
+		}
+	}
+}
+
+func TestContainerSeccompProgramMustMatch(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		edit func(s *specs.Spec)
+		want string
+	}{
+		{"other digest", func(s *specs.Spec) {
+			runtimeconfig.SetSeccompProgram(s, []byte("another program"))
+		}, "config.json wants"},
+		{"no digest", func(s *specs.Spec) {
+			delete(s.Annotations, runtimeconfig.AnnotationSeccompSHA256)
+		}, "config.json has no " + runtimeconfig.AnnotationSeccompSHA256},
+	} {
+		res := runProbe(t, "tampered-"+strings.ReplaceAll(c.name, " ", "-"), spec.Config{}, c.edit)
+		if res.err == nil || !strings.Contains(res.err.Error(), c.want) || res.proc != nil {
+			t.Errorf("%s: err = %v, process %v; want no start and an error containing %q", c.name, res.err, res.proc, c.want)
+		}
+	}
 }
 
 // TestContainerSysctlInOwnNamespace checks that a net.* sysctl reaches the

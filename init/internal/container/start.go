@@ -65,6 +65,7 @@ type stageConfig struct {
 	Spec    *specs.Spec `json:"spec"`
 	Rootfs  string      `json:"rootfs"`
 	Scratch string      `json:"scratch"`
+	Seccomp []byte      `json:"seccomp,omitempty"` // the verified program; none when unconfined
 	// HostNamespaces identifies the runtime's own namespaces, which a
 	// container's sysctls must not reach (see checkSysctls).
 	HostNamespaces map[specs.LinuxNamespaceType]nsID `json:"host_namespaces,omitempty"`
@@ -86,6 +87,10 @@ var cloneFlags = map[specs.LinuxNamespaceType]uintptr{
 func (b *Bundle) Start(opts Options) (*Process, error) {
 	opts = opts.withDefaults()
 	s := b.Spec
+	filter, err := b.seccompProgram()
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", b.Name, err)
+	}
 	if b.Runtime != nil {
 		for _, d := range b.Runtime.Mkdir {
 			if err := os.MkdirAll(d, 0o755); err != nil {
@@ -106,7 +111,6 @@ func (b *Bundle) Start(opts Options) (*Process, error) {
 		cgPath = "/keel/" + b.Name
 	}
 	p := &Process{}
-	var err error
 	p.Cgroup, p.Warnings, err = makeCgroup(opts.CgroupMount, cgPath, s.Linux.Resources)
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", b.Name, err)
@@ -173,7 +177,7 @@ func (b *Bundle) Start(opts Options) (*Process, error) {
 	pipes[1][0].Close()
 	pipes[2][1].Close()
 
-	stage := stageConfig{Spec: s, Rootfs: b.Rootfs(), Scratch: scratch}
+	stage := stageConfig{Spec: s, Rootfs: b.Rootfs(), Scratch: scratch, Seccomp: filter}
 	if len(s.Linux.Sysctl) > 0 {
 		if stage.HostNamespaces, err = ownNamespaces(); err != nil {
 			return fail(err)

@@ -19,7 +19,7 @@ func main() {
 	fmt.Printf("groups=%v\n", groups)
 	status, _ := os.ReadFile("/proc/self/status")
 	for _, l := range strings.Split(string(status), "\n") {
-		for _, k := range []string{"CapEff", "CapPrm", "CapBnd", "CapAmb", "NoNewPrivs"} {
+		for _, k := range []string{"CapEff", "CapPrm", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"} {
 			if v, ok := strings.CutPrefix(l, k+":"); ok {
 				fmt.Printf("%s=%s\n", k, strings.TrimSpace(v))
 			}
@@ -44,6 +44,13 @@ func main() {
 	fmt.Printf("cwd=%s\n", wd)
 	_, err = os.Stat("/dev/null")
 	fmt.Printf("devnull=%v\n", err == nil)
+	if os.Getenv("PROBE_KEYCTL") != "" {
+		// The session keyring's id: any process may ask, unless seccomp
+		// refuses the call.
+		sessionKeyring := -3
+		_, _, e := syscall.RawSyscall(syscall.SYS_KEYCTL, 0 /* KEYCTL_GET_KEYRING_ID */, uintptr(sessionKeyring), 1)
+		fmt.Printf("keyctl=%v\n", e)
+	}
 	if p := os.Getenv("PROBE_READ"); p != "" {
 		b, err := os.ReadFile(p)
 		fmt.Printf("read=%s%v\n", strings.TrimSpace(string(b)), errText(err))
