@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path"
 	"slices"
 	"sort"
@@ -17,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/keelos/keel/internal/fstree"
+	"github.com/keelos/keel/internal/hostfile"
 	"github.com/keelos/keel/internal/kmod"
 	"github.com/keelos/keel/internal/pkgbuild"
 	"github.com/keelos/keel/internal/runtimeconfig"
@@ -205,7 +205,7 @@ func (b *builder) assemble(ctx context.Context, arch string) (*system, error) {
 	}
 
 	for _, f := range s.Files {
-		if err := addFile(root, f); err != nil {
+		if err := addFile(ctx, root, f); err != nil {
 			return nil, fmt.Errorf("file %s: %w", f.Path, err)
 		}
 	}
@@ -404,7 +404,7 @@ func addDir(t *fstree.Tree, p string, mode fs.FileMode) error {
 }
 
 // addFile places one [[file]] of the spec.
-func addFile(t *fstree.Tree, f spec.File) error {
+func addFile(ctx context.Context, t *fstree.Tree, f spec.File) error {
 	p := strings.TrimPrefix(path.Clean(f.Path), "/")
 	var mode fs.FileMode = 0o644
 	if f.Directory {
@@ -425,9 +425,9 @@ func addFile(t *fstree.Tree, f spec.File) error {
 	case f.Contents != nil:
 		return t.AddFile(p, mode, int(f.UID), int(f.GID), strings.NewReader(*f.Contents))
 	case f.Source != "":
-		src, err := os.Open(f.SourcePath())
+		src, err := hostfile.Open(ctx, f.Dir, f.Source)
 		if err != nil {
-			return err
+			return fmt.Errorf("source %w", err)
 		}
 		defer src.Close()
 		return t.AddFile(p, mode, int(f.UID), int(f.GID), src)

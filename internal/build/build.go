@@ -103,6 +103,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if err := checkRoot(s); err != nil {
 			return nil, err
 		}
+		if err := checkSources(ctx, s); err != nil {
+			return nil, err
+		}
 	}
 
 	cacheDir := opts.CacheDir
