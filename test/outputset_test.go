@@ -3,6 +3,7 @@ package test
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,11 +36,10 @@ contents = "written by the previous build\n"
 // outputSets are the reference sets of the two builds the tests make, each
 // built once into a directory of its own.
 var outputSets struct {
-	once           sync.Once
-	keel           string
-	dir            string
-	previous, next map[string]string
-	err            error
+	once sync.Once
+	keel string // bin/keel, built once
+	dir  string // holds keel, previous.toml and the two sets
+	err  error
 }
 
 // referenceSets builds keel and the previous and next sets once per run.
@@ -52,7 +52,7 @@ func referenceSets(t *testing.T) (keel string, previous, next map[string]string)
 		}
 		s.keel = filepath.Join(s.dir, "keel")
 		if out, err := exec.Command("go", "build", "-o", s.keel, "../cmd/keel").CombinedOutput(); err != nil {
-			s.err = errors.New("go build: " + err.Error() + "\n" + string(out))
+			s.err = fmt.Errorf("go build: %w\n%s", err, out)
 			return
 		}
 		prevSpec := filepath.Join(s.dir, "previous.toml")
@@ -65,7 +65,7 @@ func referenceSets(t *testing.T) (keel string, previous, next map[string]string)
 		}{{"previous", []string{"../build.toml", prevSpec}}, {"next", []string{"../build.toml"}}} {
 			cmd := exec.Command(s.keel, append([]string{"build", "--format", setFormats, "--dir", filepath.Join(s.dir, b.dir)}, b.specs...)...)
 			if out, err := cmd.CombinedOutput(); err != nil {
-				s.err = errors.New("building the " + b.dir + " set: " + err.Error() + "\n" + string(out))
+				s.err = fmt.Errorf("building the %s set: %w\n%s", b.dir, err, out)
 				return
 			}
 		}
@@ -76,9 +76,8 @@ func referenceSets(t *testing.T) (keel string, previous, next map[string]string)
 	return s.keel, hashDir(t, filepath.Join(s.dir, "previous")), hashDir(t, filepath.Join(s.dir, "next"))
 }
 
-// withPrevious returns an output directory holding the previous set, and
-// the spec files of the next build.
-func withPrevious(t *testing.T, dir string) []string {
+// withPrevious fills the output directory dir with the previous set.
+func withPrevious(t *testing.T, dir string) {
 	t.Helper()
 	src := filepath.Join(outputSets.dir, "previous")
 	ents, err := os.ReadDir(src)
@@ -97,7 +96,6 @@ func withPrevious(t *testing.T, dir string) []string {
 			t.Fatal(err)
 		}
 	}
-	return []string{"../build.toml"}
 }
 
 // running is a keel build whose stderr is read line by line.
@@ -215,8 +213,8 @@ func TestSignalDuringOutputWritingKeepsThePreviousSet(t *testing.T) {
 	} {
 		t.Run(c.during+" "+c.sig.String(), func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "out")
-			specs := withPrevious(t, dir)
-			r := startBuild(t, keel, dir, specs...)
+			withPrevious(t, dir)
+			r := startBuild(t, keel, dir, "../build.toml")
 			r.waitFor(t, c.during)
 			sent := time.Now()
 			if err := r.cmd.Process.Signal(c.sig); err != nil {
@@ -271,8 +269,8 @@ func TestNoSpaceKeepsThePreviousSet(t *testing.T) {
 		t.Fatalf("mount -t tmpfs -o %s (the test needs root): %v", opts, err)
 	}
 	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-	specs := withPrevious(t, dir)
-	r := startBuild(t, keel, dir, specs...)
+	withPrevious(t, dir)
+	r := startBuild(t, keel, dir, "../build.toml")
 	if code := r.wait(t); code != 1 {
 		t.Fatalf("exit code %d, want 1:\n%s", code, r.stderr())
 	}
@@ -288,8 +286,8 @@ func TestNoSpaceKeepsThePreviousSet(t *testing.T) {
 func TestKilledBuildThenANewOne(t *testing.T) {
 	keel, previous, next := referenceSets(t)
 	dir := filepath.Join(t.TempDir(), "out")
-	specs := withPrevious(t, dir)
-	r := startBuild(t, keel, dir, specs...)
+	withPrevious(t, dir)
+	r := startBuild(t, keel, dir, "../build.toml")
 	r.waitFor(t, "writing raw-efi")
 	if err := r.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -297,7 +295,7 @@ func TestKilledBuildThenANewOne(t *testing.T) {
 	r.wait(t)
 	sameOutputs(t, previous, visible(t, dir))
 
-	again := startBuild(t, keel, dir, specs...)
+	again := startBuild(t, keel, dir, "../build.toml")
 	if code := again.wait(t); code != 0 {
 		t.Fatalf("the next build: exit %d:\n%s", code, again.stderr())
 	}
