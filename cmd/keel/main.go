@@ -25,12 +25,54 @@ import (
 // version is set at link time: -ldflags "-X main.version=v1.2.3".
 var version string
 
-// Exit codes of every keel command.
+// Exit codes of every keel command. A command stopped by SIGINT or
+// SIGTERM exits with 128 plus the signal's number, as a shell reports a
+// process killed by it: 130 for SIGINT (Ctrl-C), 143 for SIGTERM.
 const (
 	exitOK     = 0
 	exitFailed = 1 // a build or run failed
 	exitUsage  = 2 // bad usage or a bad spec
 )
+
+// interrupted is the cause of the context of a command stopped by a
+// signal.
+type interrupted struct{ sig syscall.Signal }
+
+func (i interrupted) Error() string { return "interrupted by " + signalName(i.sig) }
+
+func signalName(sig syscall.Signal) string {
+	switch sig {
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return sig.String()
+}
+
+// interruptible returns a context cancelled, with an interrupted cause,
+// by the first SIGINT or SIGTERM. The first signal lets the command stop
+// and clean up; a second one gets the default action and kills keel at
+// once (the next build into the same directory removes what it left).
+func interruptible() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			signal.Reset(os.Interrupt, syscall.SIGTERM)
+			cancel(interrupted{sig.(syscall.Signal)})
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		close(done)
+		signal.Stop(sigs)
+		cancel(nil)
+	}
+}
 
 // global holds the persistent flags shared by every command.
 var global struct {
@@ -85,7 +127,7 @@ func exitCode(err error) int {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -101,6 +143,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
+	}
+	var sig interrupted
+	if errors.As(context.Cause(ctx), &sig) {
+		// What failed is only the consequence: say what happened.
+		fmt.Fprintf(stderr, "keel: %s\n", sig)
+		return 128 + int(sig.sig)
 	}
 	var se spec.Errors
 	if errors.As(err, &se) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/keelos/keel/internal/spec"
@@ -232,4 +233,25 @@ func TestVerbosityLevels(t *testing.T) {
 	}
 	global.Verbose = 0
 	logOutput = os.Stderr
+}
+
+// A command whose context a signal cancelled exits with 128 plus the
+// signal's number and says it was interrupted, not what failed because of
+// it.
+func TestInterruptedExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "motd", "hello\n")
+	f := writeFile(t, dir, "build.toml", "[kernel]\nimage = \"./k\"\n\n[[file]]\npath = \"/etc/motd\"\nsource = \"motd\"\n")
+	for sig, want := range map[syscall.Signal]int{syscall.SIGINT: 130, syscall.SIGTERM: 143} {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		cancel(interrupted{sig})
+		var out, errOut bytes.Buffer
+		code := run(ctx, []string{"--cache", t.TempDir(), "build", "--dir", filepath.Join(dir, "out"), f}, &out, &errOut)
+		if code != want {
+			t.Errorf("%v: exit %d, want %d; stderr:\n%s", sig, code, want, errOut.String())
+		}
+		if got := errOut.String(); !strings.HasSuffix(got, "keel: interrupted by "+signalName(sig)+"\n") {
+			t.Errorf("%v: stderr %q", sig, got)
+		}
+	}
 }

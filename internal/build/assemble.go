@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path"
 	"slices"
 	"sort"
@@ -16,7 +15,9 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/keelos/keel/internal/ctxio"
 	"github.com/keelos/keel/internal/fstree"
+	"github.com/keelos/keel/internal/hostfile"
 	"github.com/keelos/keel/internal/kmod"
 	"github.com/keelos/keel/internal/pkgbuild"
 	"github.com/keelos/keel/internal/runtimeconfig"
@@ -50,6 +51,7 @@ type builder struct {
 	packages *pkgbuild.Builder
 	epoch    time.Time
 	trees    map[string]*fstree.Tree // image digest → its flattened tree
+	stage    string                  // the staging directory outputs are written to
 }
 
 // system is one architecture's assembled image before it is written out.
@@ -90,7 +92,7 @@ func (b *builder) buildArch(ctx context.Context, arch string) ([]Output, []fstre
 }
 
 // tree returns the flattened file tree of an image, built once per digest.
-func (b *builder) tree(img v1.Image) (*fstree.Tree, error) {
+func (b *builder) tree(ctx context.Context, img v1.Image) (*fstree.Tree, error) {
 	d, err := img.Digest()
 	if err != nil {
 		return nil, err
@@ -108,7 +110,7 @@ func (b *builder) tree(img v1.Image) (*fstree.Tree, error) {
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", d, err)
 		}
-		err = t.ApplyTar(rc, fstree.ApplyOptions{})
+		err = t.ApplyTar(ctxio.Reader(ctx, rc), fstree.ApplyOptions{})
 		rc.Close()
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", d, err)
@@ -123,7 +125,7 @@ func (b *builder) image(ctx context.Context, ref spec.ImageRef, arch, what strin
 	if err != nil {
 		return nil, nil, err
 	}
-	t, err := b.tree(img)
+	t, err := b.tree(ctx, img)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: image %s: %w", what, ref.Ref, err)
 	}
@@ -179,7 +181,7 @@ func (b *builder) assemble(ctx context.Context, arch string) (*system, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernel image %s: %w", s.Kernel.Image.Ref, err)
 	}
-	if err := b.addModules(root, ktree, version); err != nil {
+	if err := b.addModules(ctx, root, ktree, version); err != nil {
 		return nil, fmt.Errorf("kernel image %s: %w", s.Kernel.Image.Ref, err)
 	}
 
@@ -205,7 +207,7 @@ func (b *builder) assemble(ctx context.Context, arch string) (*system, error) {
 	}
 
 	for _, f := range s.Files {
-		if err := addFile(root, f); err != nil {
+		if err := addFile(ctx, root, f); err != nil {
 			return nil, fmt.Errorf("file %s: %w", f.Path, err)
 		}
 	}
@@ -216,7 +218,7 @@ func (b *builder) assemble(ctx context.Context, arch string) (*system, error) {
 	if err := root.AddFile(sbom.SpecPath, 0o644, 0, 0, bytes.NewReader(resolved)); err != nil {
 		return nil, err
 	}
-	doc, err := b.addProvenance(root, arch, version, kernel, resolved, m)
+	doc, err := b.addProvenance(ctx, root, arch, version, kernel, resolved, m)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +280,7 @@ func findKernel(t *fstree.Tree) ([]byte, string, error) {
 // addModules puts the modules the spec asks for (and the default ones
 // this kernel has), with their dependencies, into the root and writes the
 // load order to /etc/keel/modules.
-func (b *builder) addModules(root, ktree *fstree.Tree, version string) error {
+func (b *builder) addModules(ctx context.Context, root, ktree *fstree.Tree, version string) error {
 	prefix := "lib/modules/" + version + "/"
 	// Debian's kernels from trixie on ship their modules under /usr
 	// (merged /usr); in the image they stay at /lib/modules.
@@ -305,6 +307,9 @@ func (b *builder) addModules(root, ktree *fstree.Tree, version string) error {
 		}
 		if !kmod.IsModuleFile(rel) {
 			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 		rc, err := ktree.Open(e)
 		if err != nil {
@@ -382,7 +387,7 @@ func (b *builder) addContainer(ctx context.Context, root *fstree.Tree, m *bom, a
 	if err != nil {
 		return err
 	}
-	t, err := b.tree(img)
+	t, err := b.tree(ctx, img)
 	if err != nil {
 		return fmt.Errorf("image %s: %w", c.Image.Ref, err)
 	}
@@ -407,7 +412,7 @@ func addDir(t *fstree.Tree, p string, mode fs.FileMode) error {
 }
 
 // addFile places one [[file]] of the spec.
-func addFile(t *fstree.Tree, f spec.File) error {
+func addFile(ctx context.Context, t *fstree.Tree, f spec.File) error {
 	p := strings.TrimPrefix(path.Clean(f.Path), "/")
 	var mode fs.FileMode = 0o644
 	if f.Directory {
@@ -428,9 +433,9 @@ func addFile(t *fstree.Tree, f spec.File) error {
 	case f.Contents != nil:
 		return t.AddFile(p, mode, int(f.UID), int(f.GID), strings.NewReader(*f.Contents))
 	case f.Source != "":
-		src, err := os.Open(f.SourcePath())
+		src, err := hostfile.Open(ctx, f.Dir, f.Source)
 		if err != nil {
-			return err
+			return fmt.Errorf("source %w", err)
 		}
 		defer src.Close()
 		return t.AddFile(p, mode, int(f.UID), int(f.GID), src)

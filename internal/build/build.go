@@ -4,17 +4,19 @@ package build
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/keelos/keel/internal/cache"
 	"github.com/keelos/keel/internal/debian"
 	"github.com/keelos/keel/internal/fstree"
+	"github.com/keelos/keel/internal/outdir"
 	"github.com/keelos/keel/internal/pkgbuild"
 	"github.com/keelos/keel/internal/source"
 	"github.com/keelos/keel/internal/spec"
@@ -103,6 +105,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if err := checkRoot(s); err != nil {
 			return nil, err
 		}
+		if err := checkSources(ctx, s); err != nil {
+			return nil, err
+		}
 	}
 
 	cacheDir := opts.CacheDir
@@ -135,18 +140,40 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("output directory: %w", err)
+	// The outputs of every architecture are one set, written to a staging
+	// directory and moved into place only when all are written (outdir);
+	// the directory stays locked against other builds until then.
+	out, err := outdir.Open(ctx, opts.Dir, opts.progress)
+	if err != nil {
+		return nil, fmt.Errorf("output directory %s: %w", opts.Dir, err)
 	}
-	b := &builder{spec: s, opts: opts, store: store, resolver: res, packages: pb, epoch: epoch, trees: map[string]*fstree.Tree{}}
+	defer out.Close()
+	b := &builder{spec: s, opts: opts, store: store, resolver: res, packages: pb, epoch: epoch, trees: map[string]*fstree.Tree{}, stage: out.Staging()}
 	result := &Result{Roots: map[string][]fstree.Entry{}}
+	// failed says what became of the set when the build did not finish.
+	failed := func(err error) error {
+		if ctx.Err() != nil {
+			opts.progress(fmt.Sprintf("interrupted: removing the partial outputs; %s keeps what it held before", opts.Dir))
+		}
+		if errors.Is(err, syscall.ENOSPC) {
+			err = fmt.Errorf("%w (%s keeps its previous outputs: until a build replaces them, it needs room for its own next to them)", err, opts.Dir)
+		}
+		return err
+	}
 	for _, arch := range s.Arch {
 		outs, root, err := b.buildArch(ctx, arch)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", arch, err)
+			return nil, failed(fmt.Errorf("%s: %w", arch, err))
 		}
 		result.Outputs = append(result.Outputs, outs...)
 		result.Roots[arch] = root
+	}
+	names := make([]string, len(result.Outputs))
+	for i, o := range result.Outputs {
+		names[i] = filepath.Base(o.Path)
+	}
+	if err := out.Commit(ctx, names); err != nil {
+		return nil, failed(fmt.Errorf("output directory %s: %w", opts.Dir, err))
 	}
 	return result, nil
 }

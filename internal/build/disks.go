@@ -12,6 +12,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/keelos/keel/internal/ctxio"
 	"github.com/keelos/keel/internal/disk"
 	"github.com/keelos/keel/internal/fat"
 	"github.com/keelos/keel/internal/gnutar"
@@ -56,9 +57,17 @@ func efiDisk(bootName string, ukiData []byte, size int64, name string, epoch tim
 	}}
 }
 
-// write writes the raw disk into f.
-func (d bootDisk) write(f *os.File) error {
-	if err := disk.WriteEFI(f, d.opts); err != nil {
+// write writes the raw disk into f. Its content (the boot partition's
+// files, the root image) stops being read once ctx is done, which stops
+// the writer.
+func (d bootDisk) write(ctx context.Context, f *os.File) error {
+	opts := d.opts
+	opts.ESPFiles = ctxFiles(ctx, opts.ESPFiles)
+	opts.Partitions = slices.Clone(opts.Partitions)
+	for i := range opts.Partitions {
+		opts.Partitions[i].Content = ctxio.Reader(ctx, opts.Partitions[i].Content)
+	}
+	if err := disk.WriteEFI(f, opts); err != nil {
 		return err
 	}
 	if d.grub == nil {
@@ -174,12 +183,12 @@ func (b *builder) writeDisks(ctx context.Context, sys *system, base, bootName st
 		if !has(set.formats()...) {
 			continue
 		}
-		rawPath, cleanup, rawSize, err := b.rawDisk(base+set.rawSuffix, has(set.raw), set.disk, record, set.raw)
+		rawPath, cleanup, rawSize, err := b.rawDisk(ctx, sys.arch, base+set.rawSuffix, has(set.raw), set.disk, record, set.raw)
 		if err != nil {
 			return err
 		}
 		defer cleanup()
-		if err := b.convertDisk(sys.arch, base, set, rawPath, rawSize, has, record); err != nil {
+		if err := b.convertDisk(ctx, sys.arch, base, set, rawPath, rawSize, has, record); err != nil {
 			return err
 		}
 		if set.raw == "raw" {
@@ -196,14 +205,15 @@ func (b *builder) writeDisks(ctx context.Context, sys *system, base, bootName st
 	cloudPath, cloudSize := vmPath, vmSize
 	if cloud.opts.Size != vmSize { // also when no raw disk was written
 		var done func()
-		cloudPath, done, cloudSize, err = b.rawDisk(base+"-aws.raw", has("aws"), cloud, record, "aws")
+		cloudPath, done, cloudSize, err = b.rawDisk(ctx, sys.arch, base+"-aws.raw", has("aws"), cloud, record, "aws")
 		if err != nil {
 			return err
 		}
 		defer done()
 	} else if has("aws") {
 		// The raw disk is whole GiB already: aws is the same bytes.
-		n, err := writeAtomic(base+"-aws.raw", func(f *os.File) error { return cloud.write(f) })
+		b.logf("%s: writing aws", sys.arch)
+		n, err := writeOutput(ctx, base+"-aws.raw", func(f *os.File) error { return cloud.write(ctx, f) })
 		if err != nil {
 			return err
 		}
@@ -212,7 +222,7 @@ func (b *builder) writeDisks(ctx context.Context, sys *system, base, bootName st
 	if has("gce") {
 		b.logf("%s: writing gce", sys.arch)
 		p := base + "-gce.tar.gz"
-		n, err := writeAtomic(p, func(f *os.File) error { return writeGCE(f, cloudPath, cloudSize, b.epoch) })
+		n, err := writeOutput(ctx, p, func(f *os.File) error { return writeGCE(ctxio.Writer(ctx, f), cloudPath, cloudSize, b.epoch) })
 		if err != nil {
 			return err
 		}
@@ -222,19 +232,20 @@ func (b *builder) writeDisks(ctx context.Context, sys *system, base, bootName st
 }
 
 // convertDisk writes the formats that re-encode the raw disk at rawPath.
-func (b *builder) convertDisk(arch, base string, set diskSet, rawPath string, rawSize int64, has func(...string) bool, record func(format, path string, size int64)) error {
-	src, err := os.Open(rawPath)
+func (b *builder) convertDisk(ctx context.Context, arch, base string, set diskSet, rawPath string, rawSize int64, has func(...string) bool, record func(format, path string, size int64)) error {
+	f, err := os.Open(rawPath)
 	if err != nil {
 		return err
 	}
-	defer src.Close()
+	defer f.Close()
+	src := ctxio.ReaderAt(ctx, f)
 	for _, c := range set.converters {
 		if !has(c.format) {
 			continue
 		}
 		p := base + c.suffix
 		b.logf("%s: writing %s", arch, c.format)
-		n, err := writeAtomic(p, func(f *os.File) error { return c.write(f, src, rawSize) })
+		n, err := writeOutput(ctx, p, func(f *os.File) error { return c.write(ctxio.Writer(ctx, f), src, rawSize) })
 		if err != nil {
 			return err
 		}
@@ -242,18 +253,20 @@ func (b *builder) convertDisk(arch, base string, set diskSet, rawPath string, ra
 	}
 	if set.raw == "raw" && has("ova") {
 		b.logf("%s: writing ova", arch)
-		return b.writeOVA(arch, base+".ova", src, rawSize, contentID(set.disk.opts.Seed), record)
+		return b.writeOVA(ctx, arch, base+".ova", src, rawSize, contentID(set.disk.opts.Seed), record)
 	}
 	return nil
 }
 
 // rawDisk writes the raw disk to path when it is an output (format),
 // else to a temporary file next to it that cleanup removes.
-func (b *builder) rawDisk(path string, keep bool, d bootDisk, record func(format, path string, size int64), format string) (string, func(), int64, error) {
-	if !keep {
-		path += ".keel-tmp"
+func (b *builder) rawDisk(ctx context.Context, arch, path string, keep bool, d bootDisk, record func(format, path string, size int64), format string) (string, func(), int64, error) {
+	if keep {
+		b.logf("%s: writing %s", arch, format)
+	} else {
+		path = filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
 	}
-	n, err := writeAtomic(path, d.write)
+	n, err := writeOutput(ctx, path, func(f *os.File) error { return d.write(ctx, f) })
 	if err != nil {
 		return "", nil, 0, err
 	}
@@ -268,7 +281,7 @@ func (b *builder) rawDisk(path string, keep bool, d bootDisk, record func(format
 // vSphere and VirtualBox: EFI firmware, 2 vCPUs and 2 GiB, which the
 // importer can change. The VMDK is written for the OVA (its descriptor
 // names the file as the OVA does) and packed from a temporary file.
-func (b *builder) writeOVA(arch, path string, raw io.ReaderAt, rawSize int64, id [16]byte, record func(format, path string, size int64)) error {
+func (b *builder) writeOVA(ctx context.Context, arch, path string, raw io.ReaderAt, rawSize int64, id [16]byte, record func(format, path string, size int64)) error {
 	vm := ova.VM{Name: b.spec.Name + "-" + arch, CPUs: 2, MemoryMiB: 2048, EFI: true, Arch: arch}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.vmdk")
 	if err != nil {
@@ -276,14 +289,16 @@ func (b *builder) writeOVA(arch, path string, raw io.ReaderAt, rawSize int64, id
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	if err := writeVMDK(tmp, raw, rawSize, id, ova.DiskFileName(vm.Name)); err != nil {
+	if err := writeVMDK(ctxio.Writer(ctx, tmp), raw, rawSize, id, ova.DiskFileName(vm.Name)); err != nil {
 		return fmt.Errorf("ova: %w", err)
 	}
 	st, err := tmp.Stat()
 	if err != nil {
 		return err
 	}
-	n, err := writeAtomic(path, func(w *os.File) error { return ova.Write(w, vm, tmp, st.Size(), rawSize, b.epoch) })
+	n, err := writeOutput(ctx, path, func(w *os.File) error {
+		return ova.Write(ctxio.Writer(ctx, w), vm, ctxio.ReaderAt(ctx, tmp), st.Size(), rawSize, b.epoch)
+	})
 	if err != nil {
 		return err
 	}

@@ -63,7 +63,7 @@ func ResolveLock(ctx context.Context, r *source.Resolver, s *spec.Spec, archs []
 // next to the first spec file, records.
 func checkLocked(ctx context.Context, r *source.Resolver, s *spec.Spec, firstSpec string) error {
 	path := filepath.Join(filepath.Dir(firstSpec), lock.FileName)
-	locked, err := lock.Read(path)
+	locked, err := lock.Read(ctx, path)
 	if err != nil {
 		return fmt.Errorf("--locked: %w (run `keel lock` first)", err)
 	}

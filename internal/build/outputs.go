@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/keelos/keel/internal/ctxio"
 	"github.com/keelos/keel/internal/sbom"
 	"github.com/keelos/keel/internal/spec"
 )
@@ -19,58 +20,58 @@ var ukiFormats = append([]string{"uki", "iso-efi", "iso"}, diskFormats...)
 // but tar boot, so all but tar need the initramfs.
 var supportedFormats = append([]string{"kernel+initrd", "tar", "iso-bios", "rpi"}, ukiFormats...)
 
-// writeAtomic writes path through a temporary file in the same directory
-// and renames it into place only when write succeeded, so a failed build
-// never leaves a partial file or clobbers the previous output.
-func writeAtomic(path string, write func(f *os.File) error) (int64, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+// writeOutput writes one output file at path, in the staging directory
+// of the output set (outdir), removing what it wrote if write fails.
+// Outdir makes the file durable and moves it into place with the rest of
+// the set once every output is written.
+func writeOutput(ctx context.Context, path string, write func(f *os.File) error) (int64, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return 0, err
 	}
-	tmp := f.Name()
 	fail := func(err error) (int64, error) {
 		f.Close()
-		os.Remove(tmp)
-		return 0, fmt.Errorf("writing %s: %w", path, err)
+		os.Remove(path)
+		if ctx.Err() != nil {
+			err = ctx.Err() // what a cancelled writer fails with varies
+		}
+		return 0, fmt.Errorf("writing %s: %w", filepath.Base(path), err)
 	}
 	if err := write(f); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
 		return fail(err)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		return fail(err)
 	}
+	// The mode is the same under any umask.
 	if err := f.Chmod(0o644); err != nil {
 		return fail(err)
 	}
 	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return 0, err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+		os.Remove(path)
 		return 0, err
 	}
 	return st.Size(), nil
 }
 
-func writeBytes(path string, data []byte) (int64, error) {
-	return writeAtomic(path, func(f *os.File) error {
-		_, err := f.Write(data)
+func writeBytes(ctx context.Context, path string, data []byte) (int64, error) {
+	return writeOutput(ctx, path, func(f *os.File) error {
+		_, err := ctxio.Writer(ctx, f).Write(data)
 		return err
 	})
 }
 
 func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, error) {
 	formats := b.spec.Output.Formats
-	base := filepath.Join(b.opts.Dir, b.spec.Name+"-"+sys.arch)
+	// Every output is written into the staging directory under its final
+	// name, and reported under the name it will have once committed.
+	base := filepath.Join(b.stage, b.spec.Name+"-"+sys.arch)
 	var outs []Output
 	record := func(format, path string, size int64) {
-		outs = append(outs, Output{Arch: sys.arch, Format: format, Path: path, Size: size})
-		b.logf("%s: wrote %s (%s)", sys.arch, path, humanSize(size))
+		final := filepath.Join(b.opts.Dir, filepath.Base(path))
+		outs = append(outs, Output{Arch: sys.arch, Format: format, Path: final, Size: size})
+		b.logf("%s: wrote %s (%s)", sys.arch, final, humanSize(size))
 	}
 	has := func(f ...string) bool {
 		for _, x := range f {
@@ -81,13 +82,13 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 		return false
 	}
 
-	n, err := writeBytes(base+sbom.FileSuffix, sys.sbom)
+	n, err := writeBytes(ctx, base+sbom.FileSuffix, sys.sbom)
 	if err != nil {
 		return nil, err
 	}
 	record("sbom", base+sbom.FileSuffix, n)
 
-	cleanupRoot, err := b.prepareRoot(sys)
+	cleanupRoot, err := b.prepareRoot(ctx, sys)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +98,7 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 	if slices.ContainsFunc(formats, func(f string) bool { return f != "tar" }) {
 		b.logf("%s: writing initramfs", sys.arch)
 		var buf bytes.Buffer
-		if err := writeInitramfs(&buf, sys.bootRoot(), b.epoch); err != nil {
+		if err := writeInitramfs(ctxio.Writer(ctx, &buf), sys.bootRoot(), b.epoch); err != nil {
 			return nil, fmt.Errorf("initramfs: %w", err)
 		}
 		initrd = buf.Bytes()
@@ -110,7 +111,7 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 			suffix string
 			data   []byte
 		}{{"-kernel", sys.kernel}, {"-initrd.img", initrd}, {"-cmdline", []byte(sys.cmdline + "\n")}} {
-			n, err := writeBytes(base+f.suffix, f.data)
+			n, err := writeBytes(ctx, base+f.suffix, f.data)
 			if err != nil {
 				return nil, err
 			}
@@ -118,7 +119,8 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 		}
 	}
 	if has("tar") {
-		n, err := writeAtomic(base+".tar", func(f *os.File) error { return sys.root.WriteTar(f, b.epoch) })
+		b.logf("%s: writing tar", sys.arch)
+		n, err := writeOutput(ctx, base+".tar", func(f *os.File) error { return sys.root.WriteTar(ctxio.Writer(ctx, f), b.epoch) })
 		if err != nil {
 			return nil, err
 		}
@@ -131,8 +133,11 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 		}
 	}
 	if has("iso-bios") {
+		b.logf("%s: writing iso-bios", sys.arch)
 		p := base + "-bios.iso"
-		n, err := writeAtomic(p, func(f *os.File) error { return writeISO(f, b.spec.Name, isoBoot{bios: bios}, b.epoch) })
+		n, err := writeOutput(ctx, p, func(f *os.File) error {
+			return writeISO(ctx, f, b.stage, b.spec.Name, isoBoot{bios: bios}, b.epoch)
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -155,11 +160,11 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 		return nil, err
 	}
 	var uki bytes.Buffer
-	if err := writeUKI(&uki, stub, kernel, initrd, sys.cmdline, b.osRelease()); err != nil {
+	if err := writeUKI(ctxio.Writer(ctx, &uki), stub, kernel, initrd, sys.cmdline, b.osRelease()); err != nil {
 		return nil, fmt.Errorf("uki: %w", err)
 	}
 	if has("uki") {
-		n, err := writeBytes(base+".efi", uki.Bytes())
+		n, err := writeBytes(ctx, base+".efi", uki.Bytes())
 		if err != nil {
 			return nil, err
 		}
@@ -177,8 +182,9 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 		if !has(iso.format) {
 			continue
 		}
+		b.logf("%s: writing %s", sys.arch, iso.format)
 		p := base + iso.suffix
-		n, err := writeAtomic(p, func(f *os.File) error { return writeISO(f, b.spec.Name, iso.boot, b.epoch) })
+		n, err := writeOutput(ctx, p, func(f *os.File) error { return writeISO(ctx, f, b.stage, b.spec.Name, iso.boot, b.epoch) })
 		if err != nil {
 			return nil, err
 		}

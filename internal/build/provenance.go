@@ -2,17 +2,18 @@ package build
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/keelos/keel/internal/fstree"
+	"github.com/keelos/keel/internal/hostfile"
 	"github.com/keelos/keel/internal/lock"
 	"github.com/keelos/keel/internal/sbom"
 	"github.com/keelos/keel/internal/spec"
@@ -48,8 +49,8 @@ func (m *bom) recordImage(role, name string, ref spec.ImageRef, img v1.Image) er
 
 // addProvenance writes /etc/keel/provenance.json and the SBOM into root
 // and returns the SBOM, which also goes next to the outputs.
-func (b *builder) addProvenance(root *fstree.Tree, arch, kernelVersion string, kernel, resolvedSpec []byte, m *bom) ([]byte, error) {
-	lockSum, err := b.lockDigest()
+func (b *builder) addProvenance(ctx context.Context, root *fstree.Tree, arch, kernelVersion string, kernel, resolvedSpec []byte, m *bom) ([]byte, error) {
+	lockSum, err := b.lockDigest(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -98,8 +99,8 @@ func (b *builder) addProvenance(root *fstree.Tree, arch, kernelVersion string, k
 
 // lockDigest is the SHA-256 of build.lock next to the first spec, or ""
 // when there is none.
-func (b *builder) lockDigest() (string, error) {
-	data, err := os.ReadFile(filepath.Join(filepath.Dir(b.opts.Specs[0]), lock.FileName))
+func (b *builder) lockDigest(ctx context.Context) (string, error) {
+	data, err := hostfile.ReadFile(ctx, filepath.Dir(b.opts.Specs[0]), lock.FileName)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}

@@ -2,6 +2,7 @@ package build
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
+	"github.com/keelos/keel/internal/ctxio"
 	"github.com/keelos/keel/internal/disk"
 	"github.com/keelos/keel/internal/erofs"
 	"github.com/keelos/keel/internal/fstree"
@@ -150,13 +152,13 @@ func (r *rereader) Read(p []byte) (int, error) {
 // and turns sys into what boots from it: the initramfs tree holds init
 // and the root's modules, and the command line names the partition. The
 // returned cleanup removes the image file.
-func (b *builder) prepareRoot(sys *system) (func(), error) {
+func (b *builder) prepareRoot(ctx context.Context, sys *system) (func(), error) {
 	nothing := func() {}
 	if !rootOnDisk(b.spec) || !slices.ContainsFunc(b.spec.Output.Formats, func(f string) bool { return slices.Contains(diskFormats, f) }) {
 		return nothing, nil
 	}
 	fstype := b.spec.Output.Root
-	f, err := os.CreateTemp(b.opts.Dir, "."+b.spec.Name+"-"+sys.arch+"-root.*.keel-tmp")
+	f, err := os.CreateTemp(b.stage, "."+b.spec.Name+"-"+sys.arch+"-root.*.tmp")
 	if err != nil {
 		return nil, fmt.Errorf("root image: %w", err)
 	}
@@ -175,9 +177,9 @@ func (b *builder) prepareRoot(sys *system) (func(), error) {
 	var size int64
 	switch fstype {
 	case "squashfs":
-		size, err = squashfs.Write(f, sys.root, squashfs.Options{Epoch: b.epoch.Unix()})
+		size, err = squashfs.Write(ctxio.WriteSeeker(ctx, f), sys.root, squashfs.Options{Epoch: b.epoch.Unix()})
 	case "erofs":
-		size, err = erofs.Write(f, sys.root, erofs.Options{Epoch: b.epoch.Unix(), UUID: treeID(sys.root), Label: "keel-root"})
+		size, err = erofs.Write(ctxio.WriterAt(ctx, f), sys.root, erofs.Options{Epoch: b.epoch.Unix(), UUID: treeID(sys.root), Label: "keel-root"})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s root: %w", fstype, err)

@@ -205,7 +205,8 @@ func (b *builder) writeRPi(ctx context.Context, sys *system, base string, initrd
 		Size:  size,
 	}
 	p := base + "-rpi.img"
-	n, err := writeAtomic(p, func(f *os.File) error { return rpi.WriteDisk(f, opts) })
+	opts.Files = ctxFiles(ctx, opts.Files)
+	n, err := writeOutput(ctx, p, func(f *os.File) error { return rpi.WriteDisk(f, opts) })
 	if err != nil {
 		return err
 	}

@@ -2,14 +2,17 @@ package build
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/keelos/keel/internal/ctxio"
 	"github.com/keelos/keel/internal/fat"
 	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/initramfs"
@@ -31,6 +34,25 @@ func bytesFile(p string, data []byte) fat.File {
 	return fat.File{Path: p, Size: int64(len(data)), Open: func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(data)), nil
 	}}
+}
+
+// ctxFiles are files whose content stops being read once ctx is done,
+// which stops the FAT writer copying them.
+func ctxFiles(ctx context.Context, files []fat.File) []fat.File {
+	out := slices.Clone(files)
+	for i, f := range out {
+		out[i].Open = func() (io.ReadCloser, error) {
+			rc, err := f.Open()
+			if err != nil {
+				return nil, err
+			}
+			return struct {
+				io.Reader
+				io.Closer
+			}{ctxio.Reader(ctx, rc), rc}, nil
+		}
+	}
+	return out
 }
 
 // seed names a disk's content, so GUIDs and FAT serials follow from it.
@@ -68,8 +90,9 @@ func isolinuxConfig(cmdline string) []byte {
 		"LABEL keel\n  LINUX /boot/vmlinuz\n  INITRD /boot/initrd.img\n  APPEND " + cmdline + "\n")
 }
 
-// writeISO writes an ISO 9660 image with an El Torito entry per boot path.
-func writeISO(w io.Writer, name string, boot isoBoot, epoch time.Time) error {
+// writeISO writes an ISO 9660 image with an El Torito entry per boot path,
+// making its EFI boot image in a temporary file in tmpDir.
+func writeISO(ctx context.Context, w io.Writer, tmpDir, name string, boot isoBoot, epoch time.Time) error {
 	opts := iso9660.Options{VolumeID: volumeID(name), Epoch: epoch}
 	add := func(p string, data []byte) {
 		opts.Files = append(opts.Files, iso9660.File{Path: p, Size: int64(len(data)), Open: opener(data)})
@@ -77,13 +100,13 @@ func writeISO(w io.Writer, name string, boot isoBoot, epoch time.Time) error {
 	if boot.uki != nil {
 		files := []fat.File{bytesFile(boot.bootName, boot.uki)}
 		size := fat.Size(files)
-		tmp, err := os.CreateTemp("", "keel-efiboot-*.img")
+		tmp, err := os.CreateTemp(tmpDir, ".efiboot-*.img")
 		if err != nil {
 			return err
 		}
 		defer os.Remove(tmp.Name())
 		defer tmp.Close()
-		if err := fat.Write(tmp, 0, size, files, fat.Options{Label: "KEEL-EFI", Epoch: epoch}); err != nil {
+		if err := fat.Write(tmp, 0, size, ctxFiles(ctx, files), fat.Options{Label: "KEEL-EFI", Epoch: epoch}); err != nil {
 			return fmt.Errorf("EFI boot image: %w", err)
 		}
 		img, err := os.ReadFile(tmp.Name())
@@ -109,7 +132,7 @@ func writeISO(w io.Writer, name string, boot isoBoot, epoch time.Time) error {
 			opts.Hybrid = &iso9660.Hybrid{MBR: b.isohdpfx, ID: binary.BigEndian.Uint32(sum[:4])}
 		}
 	}
-	return iso9660.Write(w, opts)
+	return iso9660.Write(ctxio.Writer(ctx, w), opts)
 }
 
 func opener(data []byte) func() (io.ReadCloser, error) {

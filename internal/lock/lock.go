@@ -6,14 +6,18 @@ package lock
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/keelos/keel/internal/hostfile"
 )
 
 // FileName is the lock file's name, written next to the first spec.
@@ -88,9 +92,11 @@ func Write(path string, f File) error {
 // ErrNoLock is returned by Read when the lock file does not exist.
 var ErrNoLock = errors.New("no lock file")
 
-// Read parses the lock file at path, rejecting unknown keys.
-func Read(path string) (File, error) {
-	data, err := os.ReadFile(path)
+// Read parses the lock file at path, rejecting unknown keys. The file is
+// read as hostfile reads what a spec names: a regular file, not through a
+// symlink out of its directory.
+func Read(ctx context.Context, path string) (File, error) {
+	data, err := hostfile.ReadFile(ctx, filepath.Dir(path), filepath.Base(path))
 	if errors.Is(err, fs.ErrNotExist) {
 		return File{}, fmt.Errorf("%s: %w", path, ErrNoLock)
 	}

@@ -1,6 +1,7 @@
 package lock
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,7 +30,7 @@ func TestWriteReadRoundTripIsSortedAndDeterministic(t *testing.T) {
 		t.Fatal(err)
 	}
 	first, _ := os.ReadFile(p)
-	f, err := Read(p)
+	f, err := Read(context.Background(), p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,11 +59,11 @@ func TestWriteReadRoundTripIsSortedAndDeterministic(t *testing.T) {
 func TestReadRejectsUnknownKeysAndReportsMissing(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, FileName)
-	if _, err := Read(p); err == nil || !strings.Contains(err.Error(), "no lock file") {
+	if _, err := Read(context.Background(), p); err == nil || !strings.Contains(err.Error(), "no lock file") {
 		t.Fatalf("missing file: %v", err)
 	}
 	os.WriteFile(p, []byte("[[image]]\nref = \"x\"\ndigets = \"y\"\n"), 0o644)
-	if _, err := Read(p); err == nil || !strings.Contains(err.Error(), "digets") {
+	if _, err := Read(context.Background(), p); err == nil || !strings.Contains(err.Error(), "digets") {
 		t.Fatalf("unknown key accepted: %v", err)
 	}
 }

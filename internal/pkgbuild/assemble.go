@@ -18,6 +18,7 @@ import (
 
 	"github.com/keelos/keel/internal/debian"
 	"github.com/keelos/keel/internal/fstree"
+	"github.com/keelos/keel/internal/hostfile"
 	"github.com/keelos/keel/internal/spec"
 )
 
@@ -81,7 +82,7 @@ func (b *Builder) parts(ctx context.Context, p *plan, store *fstree.Store, work 
 	if len(p.pkg.Files) > 0 {
 		t := fstree.New(store)
 		for _, f := range p.pkg.Files {
-			if err := addSpecFile(t, f); err != nil {
+			if err := addSpecFile(ctx, t, f); err != nil {
 				return nil, err
 			}
 		}
@@ -208,6 +209,28 @@ func applyDeb(t *fstree.Tree, debPath string) error {
 	return t.ApplyTar(rc, fstree.ApplyOptions{})
 }
 
+// checkSources opens every [[file]] source of a package, as hostfile
+// allows, and reports the first it refuses.
+func checkSources(ctx context.Context, files []spec.File) error {
+	for _, f := range files {
+		if f.Source == "" {
+			continue
+		}
+		src, err := hostfile.Open(ctx, f.Dir, f.Source)
+		if err != nil {
+			return sourceError(f, err)
+		}
+		src.Close()
+	}
+	return nil
+}
+
+// sourceError names the package file and the entry whose source failed.
+func sourceError(f spec.File, err error) error {
+	return fmt.Errorf("%s: [[file]] %s: source %w", f.Origin, f.Path, err)
+}
+
+// addHostFile adds a file the build itself made (a Go binary).
 func addHostFile(t *fstree.Tree, dest, src string, mode fs.FileMode, uid, gid int) error {
 	f, err := os.Open(src)
 	if err != nil {
@@ -218,7 +241,7 @@ func addHostFile(t *fstree.Tree, dest, src string, mode fs.FileMode, uid, gid in
 }
 
 // addSpecFile places one [[file]] entry.
-func addSpecFile(t *fstree.Tree, f spec.File) error {
+func addSpecFile(ctx context.Context, t *fstree.Tree, f spec.File) error {
 	uid, gid := int(f.UID), int(f.GID)
 	switch {
 	case f.Directory:
@@ -238,10 +261,12 @@ func addSpecFile(t *fstree.Tree, f spec.File) error {
 	case f.Contents != nil:
 		return t.AddFile(f.Path, mode, uid, gid, strings.NewReader(*f.Contents))
 	case f.Source != "":
-		if err := addHostFile(t, f.Path, f.SourcePath(), mode, uid, gid); err != nil {
-			return fmt.Errorf("[[file]] %s: %w", f.Path, err)
+		src, err := hostfile.Open(ctx, f.Dir, f.Source)
+		if err != nil {
+			return sourceError(f, err)
 		}
-		return nil
+		defer src.Close()
+		return t.AddFile(f.Path, mode, uid, gid, src)
 	}
 	return fmt.Errorf("[[file]] %s: needs contents, source, symlink or directory", f.Path)
 }

@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/keelos/keel/internal/debian"
+	"github.com/keelos/keel/internal/hostfile"
 	"github.com/keelos/keel/internal/spec"
 )
 
@@ -36,7 +37,7 @@ func (h *hasher) str(parts ...string) {
 	}
 }
 
-// file hashes a file's size and content.
+// file hashes the size and content of a file the Go toolchain names.
 func (h *hasher) file(p string) error {
 	f, err := os.Open(p)
 	if err != nil {
@@ -47,22 +48,44 @@ func (h *hasher) file(p string) error {
 	if err != nil {
 		return err
 	}
-	var n [8]byte
-	binary.BigEndian.PutUint64(n[:], uint64(fi.Size()))
-	h.h.Write(n[:])
-	if _, err := io.Copy(h.h, f); err != nil {
+	if err := h.sized(fi.Size(), f); err != nil {
 		return fmt.Errorf("hashing %s: %w", p, err)
 	}
 	return nil
 }
 
+// hostFile hashes the size and content of name inside dir, a file of the
+// package, read as hostfile allows.
+func (h *hasher) hostFile(ctx context.Context, dir, name string) error {
+	f, err := hostfile.Open(ctx, dir, name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return h.sized(f.Size(), f)
+}
+
+// sized hashes a size and the content read from r.
+func (h *hasher) sized(size int64, r io.Reader) error {
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(size))
+	h.h.Write(n[:])
+	_, err := io.Copy(h.h, r)
+	return err
+}
+
 func (h *hasher) sum() string { return hex.EncodeToString(h.h.Sum(nil)) }
 
 // hashDir hashes every entry under dir in lexical order: its relative
-// path, mode, and content (regular files) or target (symlinks).
-func hashDir(h *hasher, dir string) error {
+// path, mode, and content (regular files) or target (symlinks). The
+// directory is what a [build] copies from, so it may hold only regular
+// files, directories and symlinks that stay inside it (hostfile's rules).
+func hashDir(ctx context.Context, h *hasher, dir string) error {
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		rel, err := filepath.Rel(dir, p)
@@ -80,10 +103,25 @@ func hashDir(h *hasher, dir string) error {
 		if d.IsDir() {
 			mode = "d"
 		}
+		switch {
+		case d.IsDir():
+		case info.Mode()&fs.ModeSymlink != 0:
+			if err := hostfile.Inside(dir, rel); err != nil {
+				return err
+			}
+		case !info.Mode().IsRegular():
+			// Refused, with what it is.
+			f, err := hostfile.Open(ctx, dir, rel)
+			if err == nil {
+				f.Close()
+				err = fmt.Errorf("%s: not a regular file", rel)
+			}
+			return err
+		}
 		h.str("entry", filepath.ToSlash(rel), mode)
 		switch {
 		case info.Mode().IsRegular():
-			return h.file(p)
+			return h.hostFile(ctx, dir, rel)
 		case info.Mode()&fs.ModeSymlink != 0:
 			target, err := os.Readlink(p)
 			if err != nil {

@@ -199,9 +199,14 @@ func (b *Builder) planStack(ctx context.Context, dir, arch string, stack []strin
 	p := &plan{pkg: pkg, arch: arch}
 	h := newHasher()
 	h.str(Version, "arch", arch, "epoch", strconv.FormatInt(b.epoch().Unix(), 10))
+	// A source keel refuses is reported with its [[file]] entry before
+	// the directory holding it is hashed.
+	if err := checkSources(ctx, pkg.Files); err != nil {
+		return nil, err
+	}
 	// The package directory holds package.toml, Go sources of its own
 	// programs and the [[file]] sources.
-	if err := hashDir(h, pkg.Dir); err != nil {
+	if err := hashDir(ctx, h, pkg.Dir); err != nil {
 		return nil, fmt.Errorf("package %s: hashing inputs: %w", pkg.Name, err)
 	}
 	// The base of a [build] from its own parts is cached apart, under the
@@ -218,10 +223,11 @@ func (b *Builder) planStack(ctx context.Context, dir, arch string, stack []strin
 		if f.Source == "" {
 			continue
 		}
-		// Sources outside the package directory are inputs too.
+		// Each source is an input in its own right, as well as an entry
+		// of the directory.
 		h.str("file-source", f.Path)
-		if err := h.file(f.SourcePath()); err != nil {
-			return nil, fmt.Errorf("package %s: [[file]] %s: %w", pkg.Name, f.Path, err)
+		if err := h.hostFile(ctx, f.Dir, f.Source); err != nil {
+			return nil, sourceError(f, err)
 		}
 	}
 	for _, g := range pkg.Go {

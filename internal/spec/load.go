@@ -65,6 +65,9 @@ func parse(file string, data []byte) (p *parsed, errs Errors) {
 		l.errs = append(l.errs, &Error{File: file, Msg: fmt.Sprintf("directory: %v", err)})
 	}
 	setSpecDirs(&s, dir)
+	for i := range s.Files {
+		s.Files[i].Origin = file
+	}
 	return &parsed{spec: &s, loc: l}, l.errs
 }
 
@@ -284,6 +287,7 @@ func LoadPackage(dir string) (*Package, error) {
 	pk.Dir = abs
 	for i := range pk.Files {
 		pk.Files[i].Dir = abs
+		pk.Files[i].Origin = file
 	}
 	return pk, nil
 }

@@ -177,6 +177,8 @@ type File struct {
 	GID       uint32  `toml:"gid,omitempty" json:"gid,omitempty"`
 	// Dir is the directory of the spec or package file that named Source.
 	Dir string `toml:"-" json:"-"`
+	// Origin is that spec or package file, for errors about Source.
+	Origin string `toml:"-" json:"-"`
 }
 
 // SourcePath is the host path of Source.
