@@ -18,27 +18,9 @@ import (
 
 	"github.com/keelos/keel/internal/cache"
 	"github.com/keelos/keel/internal/cachefile"
+	"github.com/keelos/keel/internal/cachefile/cachefiletest"
 	"github.com/keelos/keel/internal/fstree"
 )
-
-// flipByte inverts the byte at off of the file at p, in place, as a
-// failing disk would.
-func flipByte(t *testing.T, p string, off int64) {
-	t.Helper()
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0xff
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // countingReader counts the bytes read through it; as an io.ByteReader it
 // keeps the decompressor from reading ahead of what it needs.
@@ -189,7 +171,7 @@ func TestCorruptCacheIsRepairedByTheNextBuildRealMirror(t *testing.T) {
 		t.Fatalf("%d positions", len(positions))
 	}
 	for _, pos := range positions {
-		flipByte(t, p, pos)
+		cachefiletest.FlipByte(t, p, pos)
 		got, stderr := buildOutputs(t, args...)
 		what := fmt.Sprintf("byte %d of %s", pos, layer.Digest)
 		if !strings.Contains(stderr, "warning: cache: blob "+layer.Digest.String()+" is corrupt") {
@@ -220,7 +202,7 @@ func TestCorruptCacheIsRepairedByTheNextBuildRealMirror(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	flipByte(t, store.Path(sum), int64(len(clean[kernelName])/2))
+	cachefiletest.FlipByte(t, store.Path(sum), int64(len(clean[kernelName])/2))
 	got, stderr := buildOutputs(t, args...)
 	if !strings.Contains(stderr, "warning: content store: "+store.Path(sum)+" was corrupt") {
 		t.Errorf("corrupt content-store file: no warning:\n%s", stderr)
@@ -273,8 +255,8 @@ func TestCacheVerifyReportsCorruptEntries(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "0 bad") {
 		t.Fatalf("clean cache: exit %d\n%s%s", code, stdout, stderr)
 	}
-	flipByte(t, layer, 100)
-	flipByte(t, stored, 0)
+	cachefiletest.FlipByte(t, layer, 100)
+	cachefiletest.FlipByte(t, stored, 0)
 	code, stdout, stderr = keel(t, "--cache", c.Dir(), "cache", "verify")
 	if code != 1 {
 		t.Errorf("exit %d, want 1", code)

@@ -7,11 +7,12 @@ import (
 	"io"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+
+	"github.com/keelos/keel/internal/cachefile/cachefiletest"
 )
 
 func randomImage(t *testing.T) v1.Image {
@@ -93,7 +94,7 @@ func TestImageRoundTrip(t *testing.T) {
 	// A layer damaged on disk is refused when opened, before any byte of
 	// it is read: it is removed, with a warning, and is a miss.
 	p, _ := c.BlobPath(digest(t, wantLayers[1]).String())
-	flipByte(t, p, -1)
+	cachefiletest.FlipByte(t, p, -1)
 	if _, err := gotLayers[1].Compressed(); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "corrupt") {
 		t.Errorf("corrupted layer opened: %v", err)
 	}
@@ -107,45 +108,6 @@ func TestImageRoundTrip(t *testing.T) {
 	if !bytes.Equal(layerBytes(t, gotLayers[1]), layerBytes(t, wantLayers[1])) {
 		t.Error("layer not repaired")
 	}
-}
-
-// flipByte inverts the byte at off (from the end when negative) of the
-// file at p, in place, as a failing disk would.
-func flipByte(t *testing.T, p string, off int64) {
-	t.Helper()
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if off < 0 {
-		st, err := f.Stat()
-		if err != nil {
-			t.Fatal(err)
-		}
-		off += st.Size()
-	}
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0xff
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// warnings collects what a cache warns about.
-type warnings struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (w *warnings) add(m string) { w.mu.Lock(); w.msgs = append(w.msgs, m); w.mu.Unlock() }
-func (w *warnings) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return strings.Join(w.msgs, "\n")
 }
 
 // Every blob of an image, wherever the damage, is caught by Image itself
@@ -166,13 +128,13 @@ func TestImageVerifiesEveryBlobBeforeUse(t *testing.T) {
 	blobs := append([]v1.Descriptor{{Digest: digest(t, img)}, m.Config}, m.Layers...)
 	for _, b := range blobs {
 		for _, off := range []int64{0, -1} {
-			w := &warnings{}
-			c, err := Open(dir, WithWarnings(w.add))
+			w := &cachefiletest.Warnings{}
+			c, err := Open(dir, WithWarnings(w.Add))
 			if err != nil {
 				t.Fatal(err)
 			}
 			p, _ := c.BlobPath(b.Digest.String())
-			flipByte(t, p, off)
+			cachefiletest.FlipByte(t, p, off)
 			_, err = c.Image("k")
 			var ce *CorruptError
 			if !errors.Is(err, ErrNotFound) || !errors.As(err, &ce) || ce.Digest != b.Digest.String() {
@@ -188,7 +150,7 @@ func TestImageVerifiesEveryBlobBeforeUse(t *testing.T) {
 				t.Fatalf("after repair: %v", err)
 			}
 			// The repaired blob goes bad again in the same process.
-			flipByte(t, p, off)
+			cachefiletest.FlipByte(t, p, off)
 			if _, err := c.Image("k"); err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "again") {
 				t.Fatalf("second corruption of %s: %v", b.Digest, err)
 			}
@@ -230,15 +192,22 @@ func TestIndexRoundTrip(t *testing.T) {
 	}
 }
 
-func TestCleanRemovesUnreferenced(t *testing.T) {
-	c := openCache(t, t.TempDir())
-	a, b := randomImage(t), randomImage(t)
+// twoImages stores two random images under "a" and "b".
+func twoImages(t *testing.T, c *Cache) (a, b v1.Image) {
+	t.Helper()
+	a, b = randomImage(t), randomImage(t)
 	if err := c.PutImage("a", a); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.PutImage("b", b); err != nil {
 		t.Fatal(err)
 	}
+	return a, b
+}
+
+func TestCleanRemovesUnreferenced(t *testing.T) {
+	c := openCache(t, t.TempDir())
+	a, b := twoImages(t, c)
 	download := []byte("a .deb")
 	dp, err := c.Fetch(context.Background(), digestOf(download), -1, func(context.Context) (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(download)), nil

@@ -10,21 +10,17 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/keelos/keel/internal/cachefile/cachefiletest"
 )
 
 func TestVerifyReportsAndRepairs(t *testing.T) {
 	c := openCache(t, t.TempDir())
-	a, b := randomImage(t), randomImage(t)
-	if err := c.PutImage("a", a); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.PutImage("b", b); err != nil {
-		t.Fatal(err)
-	}
+	a, b := twoImages(t, c)
 	al, _ := a.Layers()
 	bl, _ := b.Layers()
 	corrupt, _ := c.BlobPath(digest(t, al[0]).String())
-	flipByte(t, corrupt, 10)
+	cachefiletest.FlipByte(t, corrupt, 10)
 	missing, _ := c.BlobPath(digest(t, bl[1]).String())
 	if err := os.Remove(missing); err != nil {
 		t.Fatal(err)
@@ -103,8 +99,8 @@ func TestDamagedIndexIsReplaced(t *testing.T) {
 	if err := os.WriteFile(index, b[:len(b)/2], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	w := &warnings{}
-	c, err = Open(dir, WithWarnings(w.add))
+	w := &cachefiletest.Warnings{}
+	c, err = Open(dir, WithWarnings(w.Add))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,9 +126,9 @@ func TestFetchWarnsAboutCorruptDownload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	flipByte(t, p, -1)
-	w := &warnings{}
-	c, err := Open(dir, WithWarnings(w.add))
+	cachefiletest.FlipByte(t, p, -1)
+	w := &cachefiletest.Warnings{}
+	c, err := Open(dir, WithWarnings(w.Add))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,44 +7,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/keelos/keel/internal/cachefile"
+	"github.com/keelos/keel/internal/cachefile/cachefiletest"
 )
 
-// warnings collects what a store warns about.
-type warnings struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (w *warnings) add(m string) { w.mu.Lock(); w.msgs = append(w.msgs, m); w.mu.Unlock() }
-func (w *warnings) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return strings.Join(w.msgs, "\n")
-}
-
-// corrupt overwrites the stored file of digest with other bytes of the
-// same size, in place, as a failing disk would.
+// corrupt damages the stored file of digest in place, keeping its size.
 func corrupt(t *testing.T, s *Store, digest string) {
 	t.Helper()
-	p := s.Path(digest)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)-1] ^= 0xff
-	f, err := os.OpenFile(p, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteAt(b, 0); err != nil {
-		t.Fatal(err)
-	}
+	cachefiletest.FlipByte(t, s.Path(digest), -1)
 }
 
 func TestStoreOpenRefusesCorruptFileBeforeAnyByte(t *testing.T) {
@@ -81,8 +54,8 @@ func TestStorePutRepairsCorruptFile(t *testing.T) {
 	digest := mustPut(t, first, content)
 	corrupt(t, first, digest)
 
-	w := &warnings{}
-	next, err := NewStore(dir, WithWarnings(w.add))
+	w := &cachefiletest.Warnings{}
+	next, err := NewStore(dir, WithWarnings(w.Add))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,8 +74,8 @@ func TestStorePutRepairsCorruptFile(t *testing.T) {
 		t.Errorf("repaired content %q, %v", b, err)
 	}
 	// A good file is kept, without a warning, by this process and the next.
-	quiet := &warnings{}
-	again, err := NewStore(dir, WithWarnings(quiet.add))
+	quiet := &cachefiletest.Warnings{}
+	again, err := NewStore(dir, WithWarnings(quiet.Add))
 	if err != nil {
 		t.Fatal(err)
 	}
