@@ -76,6 +76,13 @@ func (s *Store) Put(r io.Reader) (string, int64, error) {
 	case cachefile.IsMismatch(err):
 		s.warnf("content store: %s was corrupt (%v): replaced by the copy from its layer", dst, err)
 		s.files.Forget(dst)
+		// A rename replaces a file, not a directory or the like.
+		var m *cachefile.MismatchError
+		if errors.As(err, &m) && m.GotSize < 0 {
+			if err := os.Remove(dst); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return "", 0, fmt.Errorf("content store: %w", err)
+			}
+		}
 	default:
 		return "", 0, fmt.Errorf("content store: %w", err)
 	}

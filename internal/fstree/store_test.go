@@ -86,6 +86,27 @@ func TestStorePutRepairsCorruptFile(t *testing.T) {
 	}
 }
 
+// Whatever took a file's place (here an empty directory) is replaced too.
+func TestStorePutReplacesWhatIsNotAFile(t *testing.T) {
+	s, err := NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := mustPut(t, s, "content")
+	if err := os.Remove(s.Path(digest)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(s.Path(digest), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, s, "content")
+	f, err := s.Open(digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+}
+
 func TestStoreVerifyAndClean(t *testing.T) {
 	dir := t.TempDir()
 	s, err := NewStore(dir)

@@ -10,19 +10,23 @@ import (
 )
 
 // FlipByte inverts the byte at off (counted from the end when negative)
-// of the file at p, in place.
+// of the file at p, in place, even when the file is read-only.
 func FlipByte(t testing.TB, p string, off int64) {
 	t.Helper()
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, st.Mode().Perm()|0o200); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chmod(p, st.Mode().Perm())
 	f, err := os.OpenFile(p, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	if off < 0 {
-		st, err := f.Stat()
-		if err != nil {
-			t.Fatal(err)
-		}
 		off += st.Size()
 	}
 	b := make([]byte, 1)
