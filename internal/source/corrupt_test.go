@@ -1,9 +1,7 @@
 package source
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -69,18 +67,9 @@ func TestRegistryLayerCorruptInTheCacheIsPulledAgain(t *testing.T) {
 	if digestOf(t, got) != digestOf(t, img) {
 		t.Errorf("digest %s, want %s", digestOf(t, got), digestOf(t, img))
 	}
-	layers, err := got.Layers()
-	if err != nil {
+	// Image verified every blob; the repaired layer reads back whole.
+	if err := readAllLayers(got); err != nil {
 		t.Fatal(err)
-	}
-	want, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range want {
-		if !bytes.Equal(compressed(t, layers[i]), compressed(t, want[i])) {
-			t.Errorf("layer %d differs", i)
-		}
 	}
 }
 
@@ -95,20 +84,4 @@ func openCache(t *testing.T, dir string, w *cachefiletest.Warnings) *cache.Cache
 		t.Fatal(err)
 	}
 	return c
-}
-
-func compressed(t *testing.T, l interface {
-	Compressed() (io.ReadCloser, error)
-}) []byte {
-	t.Helper()
-	rc, err := l.Compressed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
