@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keelos/keel/internal/cache"
+	"github.com/keelos/keel/internal/fstree"
 )
 
 func newCacheCmd() *cobra.Command {
@@ -19,7 +21,7 @@ func newCacheCmd() *cobra.Command {
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_ = cmd.Help()
-			return usageError(errors.New("keel cache: want a subcommand: ls, rm, clean, export or import"))
+			return usageError(errors.New("keel cache: want a subcommand: ls, rm, clean, verify, export or import"))
 		},
 	}
 	cmd.AddCommand(
@@ -28,7 +30,7 @@ func newCacheCmd() *cobra.Command {
 			Short: "List cached images and indexes: key, digest, size",
 			Args:  usageArgs(cobra.NoArgs),
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				c, err := cache.Open(global.CacheDir)
+				c, err := openCache(cmd)
 				if err != nil {
 					return err
 				}
@@ -48,8 +50,8 @@ func newCacheCmd() *cobra.Command {
 			Use:   "rm KEY...",
 			Short: "Forget cached images (run clean to free their space)",
 			Args:  usageArgs(cobra.MinimumNArgs(1)),
-			RunE: func(_ *cobra.Command, keys []string) error {
-				c, err := cache.Open(global.CacheDir)
+			RunE: func(cmd *cobra.Command, keys []string) error {
+				c, err := openCache(cmd)
 				if err != nil {
 					return err
 				}
@@ -63,23 +65,38 @@ func newCacheCmd() *cobra.Command {
 		},
 		&cobra.Command{
 			Use:   "clean",
-			Short: "Delete every blob and download no cached image refers to",
+			Short: "Delete every blob and download no cached image refers to, and abandoned temporary files",
 			Args:  usageArgs(cobra.NoArgs),
-			RunE: func(*cobra.Command, []string) error {
-				c, err := cache.Open(global.CacheDir)
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				c, err := openCache(cmd)
 				if err != nil {
 					return err
 				}
-				return c.Clean()
+				freed, err := c.Clean()
+				if err != nil {
+					return err
+				}
+				store, err := fstree.NewStore(c.FilesDir())
+				if err != nil {
+					return err
+				}
+				temps, tempBytes, err := store.Clean()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "freed %d blobs (%s) and %d temporary files (%s)\n",
+					freed.Blobs, humanSize(freed.BlobBytes), freed.Temps+temps, humanSize(freed.TempBytes+tempBytes))
+				return nil
 			},
 		},
+		newCacheVerifyCmd(),
 		newCacheExportCmd(),
 		&cobra.Command{
 			Use:   "import FILE",
 			Short: "Import an OCI image layout tar (as export writes; - for stdin)",
 			Args:  usageArgs(cobra.ExactArgs(1)),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := cache.Open(global.CacheDir)
+				c, err := openCache(cmd)
 				if err != nil {
 					return err
 				}
@@ -99,6 +116,78 @@ func newCacheCmd() *cobra.Command {
 	return cmd
 }
 
+// openCache opens the cache of --cache, with its warnings on stderr.
+func openCache(cmd *cobra.Command) (*cache.Cache, error) {
+	return cache.Open(global.CacheDir, cache.WithWarnings(warnTo(cmd.ErrOrStderr())))
+}
+
+func warnTo(w io.Writer) func(string) {
+	return func(msg string) { fmt.Fprintln(w, "warning: "+msg) }
+}
+
+func newCacheVerifyCmd() *cobra.Command {
+	var repair bool
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Hash every blob, download and content-store file against its digest; exit 1 listing the bad ones",
+		Long: `Verify hashes every entry of the cache (image blobs, downloads and the
+content store builds unpack layers into) against its digest, and checks that
+every cached image and index has all its blobs. It lists each bad entry and
+exits 1 if there is one. With --repair it removes the bad entries and forgets
+the images that need them, and exits 0: the next build fetches or rebuilds
+what it needs.`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := openCache(cmd)
+			if err != nil {
+				return err
+			}
+			rep, err := c.Verify(cmd.Context(), repair)
+			if err != nil {
+				return err
+			}
+			store, err := fstree.NewStore(c.FilesDir())
+			if err != nil {
+				return err
+			}
+			files, bad, err := store.Verify(cmd.Context(), repair)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			for _, p := range rep.Problems {
+				how := "bad"
+				if p.Removed {
+					how = "removed"
+				}
+				line := fmt.Sprintf("%s: %s: %v", how, p.Path, p.Err)
+				if len(p.UsedBy) > 0 {
+					line += " (needed by " + strings.Join(p.UsedBy, ", ") + ")"
+				}
+				fmt.Fprintln(out, line)
+			}
+			for _, k := range rep.Forgot {
+				fmt.Fprintf(out, "forgot: %s (the next build fetches or rebuilds it)\n", k)
+			}
+			for _, p := range bad {
+				how := "bad"
+				if repair {
+					how = "removed"
+				}
+				fmt.Fprintf(out, "%s: %s: %v\n", how, p.Path, p.Err)
+			}
+			n := len(rep.Problems) + len(bad)
+			fmt.Fprintf(out, "checked %d blobs and %d content-store files: %d bad\n", rep.Blobs, files, n)
+			if n > 0 && !repair {
+				return fmt.Errorf("keel cache verify: %d bad entries: run keel cache verify --repair to remove them (the next build fetches or rebuilds what it needs)", n)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&repair, "repair", false, "remove the bad entries and forget the images that need them")
+	return cmd
+}
+
 func newCacheExportCmd() *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
@@ -108,7 +197,7 @@ func newCacheExportCmd() *cobra.Command {
 			if out == "" {
 				return usageError(errors.New("keel cache export: -o FILE is required (- for stdout)"))
 			}
-			c, err := cache.Open(global.CacheDir)
+			c, err := openCache(cmd)
 			if err != nil {
 				return err
 			}

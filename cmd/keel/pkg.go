@@ -118,7 +118,7 @@ func buildIndex(ctx context.Context, b *pkgbuild.Builder, dir string, archs []st
 // newPackageBuilder opens the cache and the host's Debian mirror (when it
 // has one: packages without [debian] need none).
 func newPackageBuilder(progress io.Writer) (*pkgbuild.Builder, error) {
-	c, err := cache.Open(global.CacheDir)
+	c, err := cache.Open(global.CacheDir, cache.WithWarnings(warnTo(progress)))
 	if err != nil {
 		return nil, err
 	}

@@ -66,6 +66,17 @@ func (o Options) progress(msg string) {
 	}
 }
 
+// warn reports what the build repaired on its way (a corrupt cache entry
+// fetched or rebuilt), where progress goes, else in the log.
+func (o Options) warn(msg string) {
+	switch {
+	case o.Progress != nil:
+		fmt.Fprintln(o.Progress, "warning: "+msg)
+	case o.Log != nil:
+		o.Log.Warn(msg)
+	}
+}
+
 // Build runs the pipeline.
 func Build(ctx context.Context, opts Options) error {
 	_, err := Run(ctx, opts)
@@ -114,7 +125,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if cacheDir == "" {
 		cacheDir = cache.DefaultDir()
 	}
-	c, err := cache.Open(cacheDir)
+	c, err := cache.Open(cacheDir, cache.WithWarnings(opts.warn))
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +141,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if opts.DryRun {
 		return &Result{}, dryRun(ctx, opts, s, res)
 	}
-	store, err := fstree.NewStore(filepath.Join(cacheDir, "files"))
+	store, err := fstree.NewStore(c.FilesDir(), fstree.WithWarnings(opts.warn))
 	if err != nil {
 		return nil, err
 	}

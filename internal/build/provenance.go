@@ -70,7 +70,13 @@ func (b *builder) addProvenance(ctx context.Context, root *fstree.Tree, arch, ke
 		}
 		mods, ok := seen[e.Digest]
 		if !ok {
-			if mods, err = sbom.GoModulesFile(root.Store().Path(e.Digest), "/"+e.Path); err != nil {
+			f, err := root.Store().Open(e.Digest)
+			if err != nil {
+				return nil, fmt.Errorf("sbom: /%s: %w", e.Path, err)
+			}
+			mods, err = sbom.GoModules(f, "/"+e.Path)
+			f.Close()
+			if err != nil {
 				return nil, fmt.Errorf("sbom: /%s: %w", e.Path, err)
 			}
 			seen[e.Digest] = mods

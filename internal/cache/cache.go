@@ -6,20 +6,21 @@ package cache
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sys/unix"
+
+	"github.com/keelos/keel/internal/cachefile"
 )
 
 // ErrNotFound is returned for keys the cache does not hold.
@@ -27,26 +28,50 @@ var ErrNotFound = errors.New("not in the cache")
 
 // MismatchError reports content that is not what its digest or size
 // promised.
-type MismatchError struct {
-	Want, Got         string // digests
-	WantSize, GotSize int64  // WantSize < 0: unknown
+type MismatchError = cachefile.MismatchError
+
+// CorruptError reports a held blob whose content no longer matches its
+// digest. The cache has removed it, so the entry is a miss now:
+// errors.Is(err, ErrNotFound) holds, and a caller fetches or rebuilds it
+// as it does anything the cache lacks.
+type CorruptError struct {
+	Digest string
+	Err    error // the *MismatchError
 }
 
-func (e *MismatchError) Error() string {
-	if e.Want != e.Got {
-		return fmt.Sprintf("digest mismatch: want %s, got %s", e.Want, e.Got)
-	}
-	return fmt.Sprintf("size mismatch for %s: want %d bytes, got %d", e.Want, e.WantSize, e.GotSize)
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("blob %s was corrupt (%v) and is removed", e.Digest, e.Err)
 }
+
+func (e *CorruptError) Unwrap() []error { return []error{e.Err, ErrNotFound} }
 
 // Cache is an open cache directory.
 type Cache struct {
 	dir    string
 	layout layout.Path
+	warn   func(msg string)
+	files  cachefile.Verifier
 
 	mu       sync.Mutex
-	verified map[string]fileID      // blobs hashed by this process, as they were then
 	fetching map[string]*sync.Mutex // per digest, so a process downloads once
+	repairs  map[string]repair      // digests this process found corrupt
+}
+
+// repair is how far the repair of a corrupt blob has come.
+type repair int
+
+const (
+	removed   repair = iota + 1 // the corrupt file is gone
+	rewritten                   // and good content was stored again
+)
+
+// Option configures Open.
+type Option func(*Cache)
+
+// WithWarnings sends the cache's warnings to warn: each corrupt entry it
+// removes (and then fetches or rebuilds) is reported there.
+func WithWarnings(warn func(msg string)) Option {
+	return func(c *Cache) { c.warn = warn }
 }
 
 // DefaultDir is KEEL_CACHE, else $XDG_CACHE_HOME/keel, else ~/.cache/keel.
@@ -61,8 +86,11 @@ func DefaultDir() string {
 }
 
 // Open opens the cache in dir, creating its layout if needed.
-func Open(dir string) (*Cache, error) {
-	c := &Cache{dir: dir, layout: layout.Path(filepath.Join(dir, "oci")), verified: map[string]fileID{}, fetching: map[string]*sync.Mutex{}}
+func Open(dir string, opts ...Option) (*Cache, error) {
+	c := &Cache{dir: dir, layout: layout.Path(filepath.Join(dir, "oci")), fetching: map[string]*sync.Mutex{}, repairs: map[string]repair{}}
+	for _, o := range opts {
+		o(c)
+	}
 	for _, d := range []string{filepath.Join(dir, "blobs", "sha256"), filepath.Join(dir, "tmp"), string(c.layout)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("cache: %w", err)
@@ -86,7 +114,27 @@ func Open(dir string) (*Cache, error) {
 			return nil, fmt.Errorf("cache: %w", err)
 		}
 	}
+	// index.json has no digest to check it by; one that no longer parses
+	// is replaced by an empty index, which makes every key a miss: the
+	// blobs stay, so what is rebuilt or pulled again finds most of its
+	// content held.
+	if _, err := c.readIndex(); err != nil {
+		c.warnf("cache: %s is damaged (%v): starting a new one; cached images are built or pulled again", filepath.Join(string(c.layout), "index.json"), err)
+		if err := c.writeIndexFile(&v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}); err != nil {
+			return nil, fmt.Errorf("cache: %w", err)
+		}
+	}
 	return c, nil
+}
+
+// FilesDir is where builds keep the file content store (internal/fstree)
+// they unpack layers into, beside the blobs it is made from.
+func (c *Cache) FilesDir() string { return filepath.Join(c.dir, "files") }
+
+func (c *Cache) warnf(format string, args ...any) {
+	if c.warn != nil {
+		c.warn(fmt.Sprintf(format, args...))
+	}
 }
 
 // Dir is the cache's directory.
@@ -113,20 +161,9 @@ func (c *Cache) lock(how int) (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-func parseDigest(digest string) (string, error) {
-	hexd, ok := strings.CutPrefix(digest, "sha256:")
-	if !ok || len(hexd) != 64 {
-		return "", fmt.Errorf("bad digest %q: want sha256:<64 hex digits>", digest)
-	}
-	if _, err := hex.DecodeString(hexd); err != nil || strings.ToLower(hexd) != hexd {
-		return "", fmt.Errorf("bad digest %q: want sha256:<64 hex digits>", digest)
-	}
-	return hexd, nil
-}
-
 // BlobPath is where the blob with digest lives (whether or not it is held).
 func (c *Cache) BlobPath(digest string) (string, error) {
-	hexd, err := parseDigest(digest)
+	hexd, err := cachefile.ParseHex(digest)
 	if err != nil {
 		return "", err
 	}
@@ -134,11 +171,12 @@ func (c *Cache) BlobPath(digest string) (string, error) {
 }
 
 // Fetch returns the path of verified content with digest ("sha256:…")
-// and size (< 0: unknown). Held content is checked (its size every time,
-// its SHA-256 once per process); content that is missing or fails the
-// check is downloaded through open into DIR/tmp, verified while written,
-// and renamed into place, so no reader ever sees a partial or corrupt
-// file. A download that does not match gives a *MismatchError.
+// and size (< 0: unknown). Held content is hashed whole (once per process,
+// see cachefile.Verifier) before its path is returned; content that is
+// missing or fails the check (it is removed, with a warning) is downloaded
+// through open into DIR/tmp, verified while written, and renamed into
+// place, so no reader ever sees a partial or corrupt file. A download that
+// does not match gives a *MismatchError.
 func (c *Cache) Fetch(ctx context.Context, digest string, size int64, open func(context.Context) (io.ReadCloser, error)) (string, error) {
 	p, err := c.BlobPath(digest)
 	if err != nil {
@@ -154,7 +192,7 @@ func (c *Cache) Fetch(ctx context.Context, digest string, size int64, open func(
 	m.Lock()
 	defer m.Unlock()
 
-	if ok, err := c.check(p, digest, size); err != nil {
+	if ok, err := c.held(p, digest, size); err != nil {
 		return "", fmt.Errorf("cache fetch %s: %w", digest, err)
 	} else if ok {
 		return p, nil
@@ -170,54 +208,44 @@ func (c *Cache) Fetch(ctx context.Context, digest string, size int64, open func(
 	return p, nil
 }
 
-// check reports whether the blob at p is present and good; a bad one is
-// removed so it is fetched again.
-func (c *Cache) check(p, digest string, size int64) (bool, error) {
-	st, err := os.Stat(p)
-	if errors.Is(err, os.ErrNotExist) {
+// held reports whether the blob at p is present and good. A corrupt one
+// is removed, so it is fetched or written again; a blob corrupt a second
+// time in this process is an error.
+func (c *Cache) held(p, digest string, size int64) (bool, error) {
+	f, err := c.files.Open(p, digest, size)
+	switch {
+	case err == nil:
+		return true, f.Close()
+	case errors.Is(err, fs.ErrNotExist):
 		return false, nil
-	}
-	if err != nil {
+	case cachefile.IsMismatch(err):
+		if err := c.discard(p, digest, err); !errors.Is(err, ErrNotFound) {
+			return false, err
+		}
+		return false, nil
+	default:
 		return false, err
 	}
-	if size >= 0 && st.Size() != size || !st.Mode().IsRegular() {
-		return false, removeBad(p)
-	}
+}
+
+// discard removes the corrupt blob at p and returns the *CorruptError
+// saying so, after a warning: the caller fetches or rebuilds it. When this
+// process already replaced it once, the content it fetched or rebuilt went
+// bad too, and the error says so instead of asking for a third copy.
+func (c *Cache) discard(p, digest string, mismatch error) error {
 	c.mu.Lock()
-	done, ok := c.verified[p]
+	again := c.repairs[digest] == rewritten
+	c.repairs[digest] = removed
 	c.mu.Unlock()
-	if ok && done == idOf(st) {
-		return true, nil
+	c.files.Forget(p)
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing corrupt blob %s: %w", digest, err)
 	}
-	got, err := hashFile(p)
-	if err != nil {
-		return false, err
+	if again {
+		return fmt.Errorf("blob %s is corrupt again after it was fetched or rebuilt in this run (%w): the disk or file system holding %s may be failing", digest, mismatch, c.dir)
 	}
-	if got != digest {
-		return false, removeBad(p)
-	}
-	c.markVerified(p)
-	return true, nil
-}
-
-func removeBad(p string) error {
-	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
-}
-
-func hashFile(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+	c.warnf("cache: blob %s is corrupt (%v): removed; fetching or rebuilding it", digest, mismatch)
+	return &CorruptError{Digest: digest, Err: mismatch}
 }
 
 // putBlob writes r to DIR/tmp, checks it against digest and size (< 0:
@@ -229,20 +257,17 @@ func (c *Cache) putBlob(ctx context.Context, digest string, size int64, r io.Rea
 }
 
 func (c *Cache) putBlobDigest(ctx context.Context, digest string, size int64, r io.Reader) (string, error) {
-	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "blob-*")
+	tmp, err := cachefile.CreateTemp(filepath.Join(c.dir, "tmp"), "blob-*")
 	if err != nil {
 		return "", err
 	}
+	// Closed only after the rename: its lock tells Clean it is in use.
+	defer tmp.Close()
 	defer os.Remove(tmp.Name()) // no-op once renamed
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), ctxReader{ctx, r})
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
+	got, n, err := cachefile.Sum(io.TeeReader(ctxReader{ctx, r}, tmp))
 	if err != nil {
 		return "", fmt.Errorf("download: %w", err)
 	}
-	got := "sha256:" + hex.EncodeToString(h.Sum(nil))
 	if digest == "" {
 		digest = got
 	}
@@ -253,13 +278,17 @@ func (c *Cache) putBlobDigest(ctx context.Context, digest string, size int64, r 
 	if err != nil {
 		return "", err
 	}
-	if err := os.Chmod(tmp.Name(), 0o444); err != nil {
+	if err := tmp.Chmod(0o444); err != nil {
 		return "", err
 	}
 	if err := os.Rename(tmp.Name(), p); err != nil {
 		return "", err
 	}
-	c.markVerified(p)
+	c.mu.Lock()
+	if c.repairs[digest] == removed {
+		c.repairs[digest] = rewritten
+	}
+	c.mu.Unlock()
 	return digest, nil
 }
 
@@ -274,29 +303,4 @@ func (r ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return r.r.Read(p)
-}
-
-// fileID tells whether a file was replaced or rewritten since it was
-// hashed, so a blob is hashed once per process unless it changed.
-type fileID struct {
-	ino, size int64
-	mtime     int64
-}
-
-func idOf(st os.FileInfo) fileID {
-	id := fileID{size: st.Size(), mtime: st.ModTime().UnixNano()}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-		id.ino = int64(sys.Ino)
-	}
-	return id
-}
-
-func (c *Cache) markVerified(p string) {
-	st, err := os.Stat(p)
-	if err != nil {
-		return
-	}
-	c.mu.Lock()
-	c.verified[p] = idOf(st)
-	c.mu.Unlock()
 }

@@ -8,18 +8,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sys/unix"
+
+	"github.com/keelos/keel/internal/cachefile"
 )
 
 // KeyAnnotation holds, on each descriptor of the layout's index.json, the
@@ -74,7 +75,11 @@ func (c *Cache) writeImage(img v1.Image) (v1.Descriptor, error) {
 		size, serr := l.Size()
 		if derr == nil && serr == nil {
 			if p, err := c.BlobPath(d.String()); err == nil {
-				if ok, _ := c.check(p, d.String(), size); ok {
+				ok, err := c.held(p, d.String(), size)
+				if err != nil {
+					return v1.Descriptor{}, fmt.Errorf("layer %s: %w", d, err)
+				}
+				if ok {
 					continue
 				}
 			}
@@ -169,8 +174,8 @@ func (c *Cache) putBytes(digest string, b []byte) error {
 	if err != nil {
 		return err
 	}
-	if ok, _ := c.check(p, digest, int64(len(b))); ok {
-		return nil
+	if ok, err := c.held(p, digest, int64(len(b))); err != nil || ok {
+		return err
 	}
 	return c.putBlob(context.Background(), digest, int64(len(b)), bytes.NewReader(b))
 }
@@ -186,6 +191,9 @@ func (c *Cache) readIndex() (*v1.IndexManifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("index.json: %w", err)
 	}
+	if im.SchemaVersion != 2 {
+		return nil, fmt.Errorf("index.json: schema version %d, want 2", im.SchemaVersion)
+	}
 	return im, nil
 }
 
@@ -196,19 +204,16 @@ func (c *Cache) writeIndexFile(im *v1.IndexManifest) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "index-*")
+	tmp, err := cachefile.CreateTemp(filepath.Join(c.dir, "tmp"), "index-*")
 	if err != nil {
 		return err
 	}
+	defer tmp.Close() // after the rename: its lock tells Clean it is in use
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
 		return err
 	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+	if err := tmp.Chmod(0o644); err != nil {
 		return err
 	}
 	return os.Rename(tmp.Name(), filepath.Join(string(c.layout), "index.json"))
@@ -253,8 +258,10 @@ func (c *Cache) lookup(key string) (v1.Descriptor, error) {
 }
 
 // Image returns the image stored under key (ErrNotFound if none). Every
-// blob is checked against its digest as it is read: a blob damaged on
-// disk gives an error, never wrong content.
+// blob of it (manifest, config, layers) is hashed whole before Image
+// returns, so a blob damaged on disk is never read: it is removed, with a
+// warning, and Image fails with a *CorruptError, which is ErrNotFound to
+// the caller, who fetches or rebuilds the image as for any miss.
 func (c *Cache) Image(key string) (v1.Image, error) {
 	d, err := c.lookup(key)
 	if err != nil {
@@ -267,7 +274,7 @@ func (c *Cache) Image(key string) (v1.Image, error) {
 }
 
 // Index returns the image index stored under key (ErrNotFound if none),
-// verified like Image.
+// with every blob it reaches verified as Image does.
 func (c *Cache) Index(key string) (v1.ImageIndex, error) {
 	d, err := c.lookup(key)
 	if err != nil {
@@ -279,7 +286,7 @@ func (c *Cache) Index(key string) (v1.ImageIndex, error) {
 	return c.index(d)
 }
 
-// readBlob reads a whole blob and checks it against desc.
+// readBlob reads a whole blob, verified.
 func (c *Cache) readBlob(desc v1.Descriptor) ([]byte, error) {
 	rc, err := c.openBlob(desc.Digest, desc.Size)
 	if err != nil {
@@ -289,50 +296,31 @@ func (c *Cache) readBlob(desc v1.Descriptor) ([]byte, error) {
 	return io.ReadAll(rc)
 }
 
-// openBlob opens a blob through a reader that fails at the end (or as
-// soon as it is too long) if the content does not match.
+// openBlob opens a blob after hashing it whole (see cachefile.Verifier).
+// A missing blob is ErrNotFound; a corrupt one is removed and gives a
+// *CorruptError.
 func (c *Cache) openBlob(d v1.Hash, size int64) (io.ReadCloser, error) {
 	p, err := c.BlobPath(d.String())
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(p)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("cache: blob %s: %w", d, ErrNotFound)
-		}
+	f, err := c.files.Open(p, d.String(), size)
+	switch {
+	case err == nil:
+		return f, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("cache: blob %s: %w", d, ErrNotFound)
+	case cachefile.IsMismatch(err):
+		return nil, fmt.Errorf("cache: %w", c.discard(p, d.String(), err))
+	default:
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	return &verifyReader{f: f, h: sha256.New(), want: d.String(), size: size}, nil
 }
-
-type verifyReader struct {
-	f    *os.File
-	h    hash.Hash
-	want string
-	size int64 // < 0: unknown
-	n    int64
-}
-
-func (v *verifyReader) Read(p []byte) (int, error) {
-	n, err := v.f.Read(p)
-	v.h.Write(p[:n])
-	v.n += int64(n)
-	if v.size >= 0 && v.n > v.size {
-		return n, fmt.Errorf("cache: blob %s is corrupt: longer than %d bytes", v.want, v.size)
-	}
-	if errors.Is(err, io.EOF) {
-		got := "sha256:" + hex.EncodeToString(v.h.Sum(nil))
-		if got != v.want || v.size >= 0 && v.n != v.size {
-			return n, fmt.Errorf("cache: blob is corrupt: %w", &MismatchError{Want: v.want, Got: got, WantSize: v.size, GotSize: v.n})
-		}
-	}
-	return n, err
-}
-
-func (v *verifyReader) Close() error { return v.f.Close() }
 
 func (c *Cache) image(d v1.Descriptor) (v1.Image, error) {
+	if err := c.reachable(d, map[string]int64{}, verifyAll); err != nil {
+		return nil, err
+	}
 	raw, err := c.readBlob(d)
 	if err != nil {
 		return nil, err
@@ -349,7 +337,8 @@ func (c *Cache) image(d v1.Descriptor) (v1.Image, error) {
 }
 
 // imageCore is what partial needs to make a whole v1.Image of a stored
-// manifest; every blob goes through openBlob's verification.
+// manifest; every blob goes through openBlob's verification (hashed
+// already by image, so opened without hashing again).
 type imageCore struct {
 	c         *Cache
 	raw       []byte
@@ -387,6 +376,9 @@ func (l *blobLayer) Compressed() (io.ReadCloser, error) {
 func (l *blobLayer) Descriptor() (*v1.Descriptor, error) { d := l.desc; return &d, nil }
 
 func (c *Cache) index(d v1.Descriptor) (v1.ImageIndex, error) {
+	if err := c.reachable(d, map[string]int64{}, verifyAll); err != nil {
+		return nil, err
+	}
 	raw, err := c.readBlob(d)
 	if err != nil {
 		return nil, err
@@ -402,8 +394,8 @@ func (c *Cache) index(d v1.Descriptor) (v1.ImageIndex, error) {
 	return &storedIndex{c: c, desc: d, raw: raw, manifest: im, mediaType: mt}, nil
 }
 
-// storedIndex is an image index read from the cache; its images and
-// child indexes are verified as they are read.
+// storedIndex is an image index read from the cache, with every blob it
+// reaches verified.
 type storedIndex struct {
 	c         *Cache
 	desc      v1.Descriptor
@@ -470,22 +462,38 @@ func (c *Cache) children(d v1.Descriptor) ([]v1.Descriptor, error) {
 	return nil, nil
 }
 
-// reachable adds to seen every blob d refers to, d included. With strict,
-// a missing blob is an error; otherwise it is skipped.
-func (c *Cache) reachable(d v1.Descriptor, seen map[string]int64, strict bool) error {
+// How reachable treats the blobs it walks to. Manifests and indexes are
+// always read, so verified.
+type walkMode int
+
+const (
+	skipMissing walkMode = iota // a missing blob is left out
+	needAll                     // a missing blob is an error
+	verifyAll                   // every blob is hashed; missing is an error
+)
+
+// reachable adds to seen every blob d refers to, d included.
+func (c *Cache) reachable(d v1.Descriptor, seen map[string]int64, mode walkMode) error {
 	if _, ok := seen[d.Digest.String()]; ok {
 		return nil
 	}
 	seen[d.Digest.String()] = d.Size
+	if mode == verifyAll && !d.MediaType.IsImage() && !d.MediaType.IsIndex() {
+		rc, err := c.openBlob(d.Digest, d.Size)
+		if err != nil {
+			return err
+		}
+		return rc.Close()
+	}
 	kids, err := c.children(d)
 	if err != nil {
-		if !strict && errors.Is(err, ErrNotFound) {
+		if mode == skipMissing && errors.Is(err, ErrNotFound) {
 			return nil
 		}
 		return err
 	}
 	for _, k := range kids {
-		if strict {
+		if mode == needAll {
 			p, err := c.BlobPath(k.Digest.String())
 			if err != nil {
 				return err
@@ -494,7 +502,7 @@ func (c *Cache) reachable(d v1.Descriptor, seen map[string]int64, strict bool) e
 				return fmt.Errorf("cache: blob %s: %w", k.Digest, ErrNotFound)
 			}
 		}
-		if err := c.reachable(k, seen, strict); err != nil {
+		if err := c.reachable(k, seen, mode); err != nil {
 			return err
 		}
 	}
@@ -519,7 +527,7 @@ func (c *Cache) List() ([]Item, error) {
 			continue
 		}
 		seen := map[string]int64{}
-		if err := c.reachable(d, seen, false); err != nil {
+		if err := c.reachable(d, seen, skipMissing); err != nil {
 			return nil, fmt.Errorf("cache: %s: %w", key, err)
 		}
 		it := Item{Key: key, Digest: d.Digest.String(), MediaType: d.MediaType}
@@ -551,49 +559,53 @@ func (c *Cache) Remove(key string) error {
 	return c.writeIndexFile(im)
 }
 
-// staleTmp is how old a partial file must be before Clean takes it for
-// abandoned rather than in progress in another keel process.
-const staleTmp = time.Hour
+// Freed tells what Clean removed.
+type Freed struct {
+	Blobs, Temps         int
+	BlobBytes, TempBytes int64
+}
 
 // Clean removes every blob that no image or index of the cache refers to
-// (downloads included) and abandoned partial files.
-func (c *Cache) Clean() error {
+// (downloads included) and every temporary no live keel process is
+// writing (left by a killed one), and reports what it freed.
+func (c *Cache) Clean() (Freed, error) {
+	var freed Freed
 	unlock, err := c.lock(unix.LOCK_EX)
 	if err != nil {
-		return err
+		return freed, err
 	}
 	defer unlock()
 	im, err := c.readIndex()
 	if err != nil {
-		return fmt.Errorf("cache: %w", err)
+		return freed, fmt.Errorf("cache: %w", err)
 	}
 	keep := map[string]int64{}
 	for _, d := range im.Manifests {
-		if err := c.reachable(d, keep, false); err != nil {
-			return fmt.Errorf("cache clean: %w", err)
+		if err := c.reachable(d, keep, skipMissing); err != nil {
+			return freed, fmt.Errorf("cache clean: %w", err)
 		}
 	}
 	blobs := filepath.Join(c.dir, "blobs", "sha256")
 	entries, err := os.ReadDir(blobs)
 	if err != nil {
-		return fmt.Errorf("cache clean: %w", err)
+		return freed, fmt.Errorf("cache clean: %w", err)
 	}
 	for _, e := range entries {
 		if _, ok := keep["sha256:"+e.Name()]; ok {
 			continue
 		}
+		var size int64
+		if info, err := e.Info(); err == nil {
+			size = info.Size()
+		}
 		if err := os.Remove(filepath.Join(blobs, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("cache clean: %w", err)
+			return freed, fmt.Errorf("cache clean: %w", err)
 		}
+		freed.Blobs++
+		freed.BlobBytes += size
 	}
-	tmps, err := os.ReadDir(filepath.Join(c.dir, "tmp"))
-	if err != nil {
-		return fmt.Errorf("cache clean: %w", err)
+	if freed.Temps, freed.TempBytes, err = cachefile.RemoveStale(filepath.Join(c.dir, "tmp"), func(string) bool { return true }); err != nil {
+		return freed, fmt.Errorf("cache clean: %w", err)
 	}
-	for _, e := range tmps {
-		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > staleTmp {
-			os.Remove(filepath.Join(c.dir, "tmp", e.Name()))
-		}
-	}
-	return nil
+	return freed, nil
 }

@@ -11,6 +11,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+
+	"github.com/keelos/keel/internal/cachefile/cachefiletest"
 )
 
 func randomImage(t *testing.T) v1.Image {
@@ -89,21 +91,15 @@ func TestImageRoundTrip(t *testing.T) {
 		t.Errorf("list: %+v, %v", items, err)
 	}
 
-	// A layer damaged on disk is an error when read, not wrong content.
+	// A layer damaged on disk is refused when opened, before any byte of
+	// it is read: it is removed, with a warning, and is a miss.
 	p, _ := c.BlobPath(digest(t, wantLayers[1]).String())
-	b, _ := os.ReadFile(p)
-	b[len(b)/2] ^= 0xff
-	if err := os.WriteFile(p, b, 0o644); err != nil {
-		t.Fatal(err)
+	cachefiletest.FlipByte(t, p, -1)
+	if _, err := gotLayers[1].Compressed(); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "corrupt") {
+		t.Errorf("corrupted layer opened: %v", err)
 	}
-	rc, err := gotLayers[1].Compressed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = io.ReadAll(rc)
-	rc.Close()
-	if err == nil || !strings.Contains(err.Error(), "corrupt") {
-		t.Errorf("corrupted layer read: %v", err)
+	if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("corrupt blob not removed: %v", err)
 	}
 	// Storing the image again repairs the blob.
 	if err := c.PutImage("example.com/app:1@linux/amd64", img); err != nil {
@@ -111,6 +107,57 @@ func TestImageRoundTrip(t *testing.T) {
 	}
 	if !bytes.Equal(layerBytes(t, gotLayers[1]), layerBytes(t, wantLayers[1])) {
 		t.Error("layer not repaired")
+	}
+}
+
+// Every blob of an image, wherever the damage, is caught by Image itself
+// (so the caller can fetch or rebuild it) and never reaches a reader; a
+// blob corrupt again after its repair, in the same process, is an error
+// that is not a miss.
+func TestImageVerifiesEveryBlobBeforeUse(t *testing.T) {
+	dir := t.TempDir()
+	img := randomImage(t)
+	setup := openCache(t, dir)
+	if err := setup.PutImage("k", img); err != nil {
+		t.Fatal(err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs := append([]v1.Descriptor{{Digest: digest(t, img)}, m.Config}, m.Layers...)
+	for _, b := range blobs {
+		for _, off := range []int64{0, -1} {
+			w := &cachefiletest.Warnings{}
+			c, err := Open(dir, WithWarnings(w.Add))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, _ := c.BlobPath(b.Digest.String())
+			cachefiletest.FlipByte(t, p, off)
+			_, err = c.Image("k")
+			var ce *CorruptError
+			if !errors.Is(err, ErrNotFound) || !errors.As(err, &ce) || ce.Digest != b.Digest.String() {
+				t.Fatalf("blob %s flipped at %d: Image gave %v", b.Digest, off, err)
+			}
+			if !strings.Contains(w.String(), b.Digest.String()) {
+				t.Errorf("no warning naming %s: %q", b.Digest, w)
+			}
+			if err := c.PutImage("k", img); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Image("k"); err != nil {
+				t.Fatalf("after repair: %v", err)
+			}
+			// The repaired blob goes bad again in the same process.
+			cachefiletest.FlipByte(t, p, off)
+			if _, err := c.Image("k"); err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "again") {
+				t.Fatalf("second corruption of %s: %v", b.Digest, err)
+			}
+			if err := c.PutImage("k", img); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
 
@@ -145,15 +192,22 @@ func TestIndexRoundTrip(t *testing.T) {
 	}
 }
 
-func TestCleanRemovesUnreferenced(t *testing.T) {
-	c := openCache(t, t.TempDir())
-	a, b := randomImage(t), randomImage(t)
+// twoImages stores two random images under "a" and "b".
+func twoImages(t *testing.T, c *Cache) (a, b v1.Image) {
+	t.Helper()
+	a, b = randomImage(t), randomImage(t)
 	if err := c.PutImage("a", a); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.PutImage("b", b); err != nil {
 		t.Fatal(err)
 	}
+	return a, b
+}
+
+func TestCleanRemovesUnreferenced(t *testing.T) {
+	c := openCache(t, t.TempDir())
+	a, b := twoImages(t, c)
 	download := []byte("a .deb")
 	dp, err := c.Fetch(context.Background(), digestOf(download), -1, func(context.Context) (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(download)), nil
@@ -167,7 +221,7 @@ func TestCleanRemovesUnreferenced(t *testing.T) {
 	if err := c.Remove("b"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("second remove: %v", err)
 	}
-	if err := c.Clean(); err != nil {
+	if _, err := c.Clean(); err != nil {
 		t.Fatal(err)
 	}
 	exists := func(d string) bool {

@@ -46,7 +46,7 @@ func (c *Cache) Export(w io.Writer, keys ...string) error {
 	})
 	blobs := map[string]int64{}
 	for _, d := range descs {
-		if err := c.reachable(d, blobs, true); err != nil {
+		if err := c.reachable(d, blobs, needAll); err != nil {
 			return fmt.Errorf("cache export: %w", err)
 		}
 	}
@@ -137,7 +137,7 @@ func (c *Cache) Import(r io.Reader) error {
 		return fmt.Errorf("cache import: no index.json: not an OCI image layout")
 	}
 	for _, d := range index.Manifests {
-		if err := c.reachable(d, map[string]int64{}, true); err != nil {
+		if err := c.reachable(d, map[string]int64{}, needAll); err != nil {
 			return fmt.Errorf("cache import: %s: %w", d.Digest, err)
 		}
 	}

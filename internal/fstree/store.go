@@ -1,54 +1,92 @@
 package fstree
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"context"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/keelos/keel/internal/cachefile"
 )
 
 // Store holds file contents on disk, named by their SHA-256, so that trees
 // carry only metadata and no archive path ever reaches the host filesystem.
+// Every file is hashed whole before any byte of it is used (once per
+// process, see cachefile.Verifier).
 type Store struct {
-	dir string
+	dir   string
+	warn  func(msg string)
+	files *cachefile.Verifier
 }
 
+// StoreOption configures NewStore.
+type StoreOption func(*Store)
+
+// WithWarnings sends the store's warnings to warn: each corrupt file it
+// finds and replaces is reported there.
+func WithWarnings(warn func(msg string)) StoreOption {
+	return func(s *Store) { s.warn = warn }
+}
+
+// tempPrefix starts the names of the store's temporaries, which live
+// beside its files so that a finished one is renamed into place.
+const tempPrefix = ".put-"
+
+func isTemp(name string) bool { return strings.HasPrefix(name, tempPrefix) }
+
 // NewStore opens (creating if needed) a content store in dir.
-func NewStore(dir string) (*Store, error) {
+func NewStore(dir string, opts ...StoreOption) (*Store, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "sha256"), 0o755); err != nil {
 		return nil, fmt.Errorf("content store: %w", err)
 	}
-	return &Store{dir: dir}, nil
+	s := &Store{dir: dir, files: &cachefile.Verifier{}}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
 }
 
 // Put stores the content of r and returns its digest ("sha256:<hex>") and
-// size. Content already held is not stored twice.
+// size. A file already held for that digest is checked against it first:
+// a good one is kept, a corrupt one is replaced by r's content (hashed as
+// it was written), with a warning. So whatever damage the store has, the
+// next build that unpacks the layer a file came from repairs it.
 func (s *Store) Put(r io.Reader) (string, int64, error) {
-	tmp, err := os.CreateTemp(filepath.Join(s.dir, "sha256"), ".put-*")
+	tmp, err := cachefile.CreateTemp(filepath.Join(s.dir, "sha256"), tempPrefix+"*")
 	if err != nil {
 		return "", 0, fmt.Errorf("content store: %w", err)
 	}
+	// Closed only after the rename: its lock tells Clean it is in use.
+	defer tmp.Close()
 	defer os.Remove(tmp.Name()) // no-op once renamed
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), r)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
+	digest, n, err := cachefile.Sum(io.TeeReader(r, tmp))
 	if err != nil {
 		return "", 0, fmt.Errorf("content store: %w", err)
 	}
-	digest := "sha256:" + hex.EncodeToString(h.Sum(nil))
 	dst := s.Path(digest)
-	// A same-size file is taken as the same content; Open verifies anyway.
-	if st, err := os.Stat(dst); err == nil && st.Mode().IsRegular() && st.Size() == n {
-		return digest, n, nil
+	f, err := s.files.Open(dst, digest, n)
+	switch {
+	case err == nil:
+		return digest, n, f.Close()
+	case errors.Is(err, fs.ErrNotExist):
+	case cachefile.IsMismatch(err):
+		s.warnf("content store: %s was corrupt (%v): replaced by the copy from its layer", dst, err)
+		s.files.Forget(dst)
+		// A rename replaces a file, not a directory or the like.
+		var m *cachefile.MismatchError
+		if errors.As(err, &m) && m.GotSize < 0 {
+			if err := os.Remove(dst); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return "", 0, fmt.Errorf("content store: %w", err)
+			}
+		}
+	default:
+		return "", 0, fmt.Errorf("content store: %w", err)
 	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+	if err := tmp.Chmod(0o444); err != nil {
 		return "", 0, fmt.Errorf("content store: %w", err)
 	}
 	if err := os.Rename(tmp.Name(), dst); err != nil {
@@ -57,41 +95,65 @@ func (s *Store) Put(r io.Reader) (string, int64, error) {
 	return digest, n, nil
 }
 
+func (s *Store) warnf(format string, args ...any) {
+	if s.warn != nil {
+		s.warn(fmt.Sprintf(format, args...))
+	}
+}
+
 // Path is where the content with digest lives (whether or not it is held).
 func (s *Store) Path(digest string) string {
 	return filepath.Join(s.dir, "sha256", strings.TrimPrefix(digest, "sha256:"))
 }
 
-// Open returns the content with digest. The reader checks the bytes against
-// the digest as they are read and fails at the end if they differ, so a
-// store damaged on disk cannot pass unnoticed into an image.
-func (s *Store) Open(digest string) (io.ReadCloser, error) {
-	hexd, ok := strings.CutPrefix(digest, "sha256:")
-	if !ok || len(hexd) != sha256.Size*2 || strings.ContainsAny(hexd, "/\\.") {
-		return nil, fmt.Errorf("content store: bad digest %q", digest)
+// Open returns the content with digest, after hashing it whole, so a
+// store damaged on disk cannot pass into an image. A corrupt file is
+// removed: the next Put of its content (the next build that unpacks its
+// layer) stores it again.
+func (s *Store) Open(digest string) (*os.File, error) {
+	if _, err := cachefile.ParseHex(digest); err != nil {
+		return nil, fmt.Errorf("content store: %w", err)
 	}
-	f, err := os.Open(s.Path(digest))
+	p := s.Path(digest)
+	f, err := s.files.Open(p, digest, -1)
+	if cachefile.IsMismatch(err) {
+		s.files.Forget(p)
+		if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			return nil, fmt.Errorf("content store: %s is corrupt (%v), and removing it failed: %w", p, err, rerr)
+		}
+		return nil, fmt.Errorf("content store: %s is corrupt (%w): removed; the next build stores it again from its layer", p, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("content store: %w", err)
 	}
-	return &verifyingReader{f: f, h: sha256.New(), want: digest}, nil
+	return f, nil
 }
 
-type verifyingReader struct {
-	f    *os.File
-	h    hash.Hash
-	want string
-}
-
-func (v *verifyingReader) Read(p []byte) (int, error) {
-	n, err := v.f.Read(p)
-	v.h.Write(p[:n])
-	if errors.Is(err, io.EOF) {
-		if got := "sha256:" + hex.EncodeToString(v.h.Sum(nil)); got != v.want {
-			return n, fmt.Errorf("content store: %s is corrupt: its content hashes to %s", v.want, got)
+// Verify hashes every file of the store and reports how many it checked
+// and which are corrupt; with repair it removes those (a later build
+// stores each again from its layer).
+func (s *Store) Verify(ctx context.Context, repair bool) (int, []cachefile.Problem, error) {
+	n, bad, err := cachefile.VerifyDir(ctx, filepath.Join(s.dir, "sha256"), isTemp)
+	if err != nil {
+		return n, bad, fmt.Errorf("content store: %w", err)
+	}
+	if repair {
+		for _, b := range bad {
+			s.files.Forget(b.Path)
+			if err := os.Remove(b.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return n, bad, fmt.Errorf("content store: %w", err)
+			}
 		}
 	}
-	return n, err
+	return n, bad, nil
 }
 
-func (v *verifyingReader) Close() error { return v.f.Close() }
+// Clean removes the temporaries that no live process is writing (left by
+// a killed one) and reports how many files and bytes it freed.
+func (s *Store) Clean() (int, int64, error) {
+	n, freed, err := cachefile.RemoveStale(filepath.Join(s.dir, "sha256"), isTemp)
+	if err != nil {
+		return n, freed, fmt.Errorf("content store: %w", err)
+	}
+	return n, freed, nil
+}
