@@ -6,7 +6,8 @@ set -eu
 packages="qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 qemu-utils
 dosfstools xorriso mtools gdisk fdisk runc e2fsprogs cpio zstd xz-utils file
 u-boot-qemu p7zip-full ca-certificates python3-libvmdk squashfs-tools erofs-utils
-device-tree-compiler cryptsetup-bin"
+device-tree-compiler cryptsetup-bin sbsigntool osslsigncode efitools swtpm swtpm-tools
+systemd"
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
 	echo "install-deps: not a Debian-based system; install these packages yourself:" >&2

@@ -14,6 +14,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+
+	"github.com/keelos/keel/internal/pecoff"
 )
 
 // Section is one named blob to append.
@@ -136,7 +138,7 @@ func AddSections(w io.Writer, stub []byte, secs []Section) error {
 	le.PutUint32(out[opt+8:], uint32(min(initData, 0xffffffff))) // SizeOfInitializedData
 	le.PutUint32(out[opt+56:], uint32(va))                       // SizeOfImage (va is aligned past the last section)
 	le.PutUint32(out[opt+64:], 0)
-	le.PutUint32(out[opt+64:], checksum(out, opt+64)) // CheckSum
+	le.PutUint32(out[opt+64:], pecoff.Checksum(out, int(opt+64))) // CheckSum
 	_, err = w.Write(out)
 	if err != nil {
 		return fmt.Errorf("uki: write: %w", err)
@@ -150,25 +152,4 @@ func totalLen(secs []Section) int {
 		n += len(s.Data)
 	}
 	return n
-}
-
-// checksum is the PE image checksum (as in Windows' CheckSumMappedFile):
-// a 16-bit one's-complement-style sum of the file, the checksum field
-// counted as zero, plus the file length.
-func checksum(b []byte, field uint64) uint32 {
-	var sum uint64
-	n := len(b) &^ 1
-	for i := 0; i < n; i += 2 {
-		if uint64(i) == field || uint64(i) == field+2 {
-			continue
-		}
-		sum += uint64(binary.LittleEndian.Uint16(b[i:]))
-		sum = (sum & 0xffff) + (sum >> 16)
-	}
-	if len(b)%2 == 1 {
-		sum += uint64(b[len(b)-1])
-		sum = (sum & 0xffff) + (sum >> 16)
-	}
-	sum = (sum & 0xffff) + (sum >> 16)
-	return uint32(sum) + uint32(len(b))
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/keelos/keel/internal/pecoff"
 )
 
 var (
@@ -51,7 +53,7 @@ func TestChecksumMatchesStubsOwn_Network(t *testing.T) {
 	}
 	want := f.OptionalHeader.(*pe.OptionalHeader64).CheckSum
 	field := uint64(binary.LittleEndian.Uint32(stub[0x3c:])) + 4 + 20 + 64
-	if got := checksum(stub, field); got != want {
+	if got := pecoff.Checksum(stub, int(field)); got != want {
 		t.Fatalf("checksum %#x, stub says %#x", got, want)
 	}
 }
@@ -109,7 +111,7 @@ func TestUKIRealStub_Network(t *testing.T) {
 		t.Errorf("file is %d bytes, last section ends at %d", len(out), last.Offset+last.Size)
 	}
 	field := uint64(binary.LittleEndian.Uint32(out[0x3c:])) + 4 + 20 + 64
-	if oh.CheckSum != checksum(out, field) || oh.CheckSum == 0 {
+	if oh.CheckSum != pecoff.Checksum(out, int(field)) || oh.CheckSum == 0 {
 		t.Errorf("checksum %#x", oh.CheckSum)
 	}
 
