@@ -150,10 +150,7 @@ func contentID(seed string) [16]byte {
 // once (kept as its raw output or as a temporary file) and converted; gce
 // and aws get their own whole-GiB disk unless the raw one already is.
 func (b *builder) writeDisks(ctx context.Context, sys *system, base, bootName string, ukiData, initrd []byte, has func(...string) bool, record func(format, path string, size int64)) error {
-	size, err := b.diskSize()
-	if err != nil {
-		return err
-	}
+	size := b.spec.Output.Size.Bytes() // 0: fit
 	name := b.spec.Name + "-" + sys.arch
 	efi := efiDisk(bootName, ukiData, size, name, b.epoch)
 	efi.opts.Partitions = append(efi.opts.Partitions, sys.rootPartitions()...)

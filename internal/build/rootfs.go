@@ -52,7 +52,7 @@ var initrdPowerModules = []string{"button", "evdev"}
 // defaultInitrdMemory and defaultInitrdPercent are [output] memory and
 // initrd-max-percent when unset: an initrd root may take half of 1 GiB.
 const (
-	defaultInitrdMemory  = "1GiB"
+	defaultInitrdMemory  = 1 << 30
 	defaultInitrdPercent = 50
 )
 
@@ -333,13 +333,9 @@ func (b *builder) checkInitrdSize(sys *system, initrdSize int) error {
 	if rootOnDisk(b.spec) {
 		return nil
 	}
-	memStr := b.spec.Output.Memory
-	if memStr == "" {
-		memStr = defaultInitrdMemory
-	}
-	mem, err := spec.ParseSize(memStr)
-	if err != nil {
-		return fmt.Errorf("[output] memory: %w", err)
+	mem := b.spec.Output.Memory.Bytes()
+	if mem == 0 {
+		mem = defaultInitrdMemory
 	}
 	percent := b.spec.Output.InitrdMaxPercent
 	if percent == 0 {

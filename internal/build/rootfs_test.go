@@ -152,7 +152,7 @@ func TestCheckInitrdSize(t *testing.T) {
 		b := &builder{spec: &spec.Spec{Output: o}}
 		return b.checkInitrdSize(sys, 100<<10)
 	}
-	err = check(spec.Output{Root: "initrd", Memory: "1MiB"})
+	err = check(spec.Output{Root: "initrd", Memory: spec.MustParse[spec.Size]("1MiB")})
 	if err == nil {
 		t.Fatal("no error for 700 KiB of initrd root on a 1 MiB machine")
 	}
@@ -163,8 +163,8 @@ func TestCheckInitrdSize(t *testing.T) {
 	}
 	for _, o := range []spec.Output{
 		{Root: "initrd"}, // 1 GiB by default
-		{Root: "initrd", Memory: "1MiB", InitrdMaxPercent: 80},
-		{Root: "squashfs", Memory: "1MiB"}, // the root is not in RAM
+		{Root: "initrd", Memory: spec.MustParse[spec.Size]("1MiB"), InitrdMaxPercent: 80},
+		{Root: "squashfs", Memory: spec.MustParse[spec.Size]("1MiB")}, // the root is not in RAM
 	} {
 		if err := check(o); err != nil {
 			t.Errorf("%+v: %v", o, err)

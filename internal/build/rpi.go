@@ -194,10 +194,7 @@ func (b *builder) writeRPi(ctx context.Context, sys *system, base string, initrd
 			files = append(files, bytesFile(name, m[name]))
 		}
 	}
-	size, err := b.diskSize()
-	if err != nil {
-		return err
-	}
+	size := b.spec.Output.Size.Bytes() // 0: fit
 	opts := rpi.Options{
 		Seed:  seed(b.spec.Name+"-"+sys.arch+"-rpi", sys.kernel, initrd, config, []byte(cmdline)),
 		Files: files,
