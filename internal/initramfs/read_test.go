@@ -13,7 +13,6 @@ import (
 	"github.com/keelos/keel/internal/initramfs"
 )
 
-
 // readFiles reads the regular files of a newc archive by clean name; a
 // hard link takes its data from the member of its set that carries it.
 func readFiles(r io.Reader) (map[string][]byte, error) {
