@@ -3,7 +3,6 @@ package build
 import (
 	"bytes"
 	"encoding/binary"
-	"io"
 	"io/fs"
 	"strings"
 	"testing"
@@ -168,19 +167,6 @@ func TestCheckInitrdSize(t *testing.T) {
 	} {
 		if err := check(o); err != nil {
 			t.Errorf("%+v: %v", o, err)
-		}
-	}
-}
-
-// TestRereaderStartsOver: each disk written from one plan reads the
-// whole root image.
-func TestRereaderStartsOver(t *testing.T) {
-	data := bytes.Repeat([]byte("0123456789"), 1000)
-	r := &rereader{r: bytes.NewReader(data), size: int64(len(data))}
-	for i := range 3 {
-		got, err := io.ReadAll(io.LimitReader(r, int64(len(data))))
-		if err != nil || !bytes.Equal(got, data) {
-			t.Fatalf("read %d: %d bytes, %v", i, len(got), err)
 		}
 	}
 }
