@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/keelos/keel/internal/format"
 )
 
 var (
@@ -146,7 +148,7 @@ func (l *located) checkSpec(s *Spec) {
 	}
 	op := root.field("output")
 	for i, f := range s.Output.Formats {
-		l.checkOneOf(op.field("formats").elem(i), f, Formats, "output format")
+		l.checkOneOf(op.field("formats").elem(i), f, format.Names(), "output format")
 	}
 	if l.has(op.field("root")) {
 		l.checkOneOf(op.field("root"), s.Output.Root, RootFormats, "root filesystem")
