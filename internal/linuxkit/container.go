@@ -512,17 +512,13 @@ var mountPoints = map[string]string{
 
 func (b *builder) mounts(f field, p string) {
 	c := b.c
-	items, ok := c.list(f.val, p)
+	items, ok := c.mappings(f.val, p)
 	if !ok {
 		return
 	}
 	b.cfg.Mounts = []spec.Mount{}
-	for i, it := range items {
-		ip := index(p, i)
-		fs, ok := c.fields(it, ip)
-		if !ok {
-			continue
-		}
+	for _, item := range items {
+		it, ip, fs := item.at, item.path, item.fields
 		var m spec.Mount
 		skip := false
 		for _, mf := range fs {
@@ -616,17 +612,13 @@ func readOnlyOptions(opts []string) bool {
 
 func (b *builder) devices(f field, p string) {
 	c := b.c
-	items, ok := c.list(f.val, p)
+	items, ok := c.mappings(f.val, p)
 	if !ok {
 		return
 	}
 	b.cfg.Devices = []spec.Device{}
-	for i, it := range items {
-		ip := index(p, i)
-		fs, ok := c.fields(it, ip)
-		if !ok {
-			continue
-		}
+	for _, item := range items {
+		it, ip, fs := item.at, item.path, item.fields
 		var d spec.Device
 		skip := false
 		for _, df := range fs {
@@ -890,16 +882,12 @@ func (b *builder) runtime(f field, p string) {
 
 func (b *builder) interfaces(f field, p string, rt func(*spec.Config) *spec.Runtime) {
 	c := b.c
-	items, ok := c.list(f.val, p)
+	items, ok := c.mappings(f.val, p)
 	if !ok {
 		return
 	}
-	for i, it := range items {
-		ip := index(p, i)
-		fs, ok := c.fields(it, ip)
-		if !ok {
-			continue
-		}
+	for _, item := range items {
+		it, ip, fs := item.at, item.path, item.fields
 		var in spec.Interface
 		skip := false
 		for _, x := range fs {

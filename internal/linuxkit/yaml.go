@@ -159,6 +159,30 @@ func (c *converter) list(v value, path string) ([]value, bool) {
 	return out, true
 }
 
+// entryAt is an item of a list of mappings, with its key path and keys.
+type entryAt struct {
+	at     value
+	path   string
+	fields []field
+}
+
+// mappings reads a list of mappings; an item that is not one is reported
+// and left out.
+func (c *converter) mappings(v value, path string) ([]entryAt, bool) {
+	items, ok := c.list(v, path)
+	if !ok {
+		return nil, false
+	}
+	var out []entryAt
+	for i, it := range items {
+		p := index(path, i)
+		if fs, ok := c.fields(it, p); ok {
+			out = append(out, entryAt{it, p, fs})
+		}
+	}
+	return out, true
+}
+
 // str is a scalar's text. LinuxKit's YAML parser makes numbers and
 // booleans of some unquoted scalars, and its schema then refuses them
 // where it wants a string; keel takes the text as written.
