@@ -163,7 +163,14 @@ func Convert(inputs []Input, opts Options) (*Result, error) {
 	// Marshal writes [output] even when it holds nothing.
 	body = bytes.TrimSuffix(body, []byte("\n[output]\n"))
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "# Converted from LinuxKit's %s by keel convert linuxkit.\n", strings.Join(names, ", "))
+	// A file name may hold anything but must not end the comment.
+	printable := strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, strings.Join(names, ", "))
+	fmt.Fprintf(&b, "# Converted from LinuxKit's %s by keel convert linuxkit.\n", strings.ToValidUTF8(printable, "?"))
 	b.WriteString("# docs/linuxkit.md says how each LinuxKit key became a keel key.\n\n")
 	b.Write(body)
 	// What is written must load: a spec keel refuses is this package's bug.
@@ -389,9 +396,12 @@ func (c *converter) convertTrust(fs []field) {
 // keelName makes a LinuxKit name a keel name: lower case, other
 // characters than letters, digits and - replaced by -, at most 63.
 func keelName(s string) string {
-	b := []byte(strings.ToLower(s))
+	b := []byte(s)
 	for i, ch := range b {
-		if !(ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9') {
+		switch {
+		case ch >= 'A' && ch <= 'Z':
+			b[i] = ch - 'A' + 'a'
+		case !(ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9'):
 			b[i] = '-'
 		}
 	}

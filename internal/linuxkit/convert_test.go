@@ -122,3 +122,52 @@ func golden(t *testing.T, file string, got []byte) {
 		t.Errorf("%s differs (go test -update rewrites it); got:\n%s", file, got)
 	}
 }
+
+func TestMappingMatch(t *testing.T) {
+	for _, c := range []struct {
+		from, ref string
+		want      int
+	}{
+		{"linuxkit/sshd", "linuxkit/sshd:1234", repoMatch},
+		{"linuxkit/sshd", "docker.io/linuxkit/sshd@sha256:" + strings.Repeat("a", 64), repoMatch},
+		{"docker.io/linuxkit/sshd", "linuxkit/sshd:1234", repoMatch},
+		{"linuxkit/sshd:1234", "index.docker.io/linuxkit/sshd:1234", refMatch},
+		{"linuxkit/sshd:1234", "linuxkit/sshd:5678", noMatch},
+		{"linuxkit/sshd", "linuxkit/sshd-extra:1", noMatch},
+		{"alpine", "alpine:3.19", repoMatch},
+		{"alpine", "library/alpine:3.19", repoMatch},
+		{"localhost:5000/x", "localhost:5000/x:1", repoMatch},
+		{"@pkg:../pkg/init", "@pkg:../pkg/init", exactMatch},
+	} {
+		if got := (Mapping{From: c.from}).match(c.ref); got != c.want {
+			t.Errorf("%s against %s: %d, want %d", c.from, c.ref, got, c.want)
+		}
+	}
+	// The closest mapping wins, whatever their order.
+	c := &converter{opts: Options{ImageMap: []Mapping{{"linuxkit/sshd", "./a"}, {"linuxkit/sshd:2", "./b"}}}, used: make([]bool, 2)}
+	if got, _ := c.mapImage("linuxkit/sshd:2"); got != "./b" {
+		t.Errorf("linuxkit/sshd:2 mapped to %s, want ./b", got)
+	}
+	if got, _ := c.mapImage("linuxkit/sshd:1"); got != "./a" {
+		t.Errorf("linuxkit/sshd:1 mapped to %s, want ./a", got)
+	}
+	if _, err := ParseMapping("no-equals"); err == nil {
+		t.Error("a mapping without = was taken")
+	}
+	if err := checkMappings([]Mapping{{"a", "./x"}, {"a", "./y"}}); err == nil {
+		t.Error("two mappings of one image were taken")
+	}
+}
+
+// A file name is written into the spec's first comment: whatever it
+// holds, the spec still loads.
+func TestConvertOddFileName(t *testing.T) {
+	res, err := Convert([]Input{{Name: "a\nb\x00\xff.yml", Data: []byte("kernel:\n  image: linuxkit/kernel:6.6\n  tar: none\n")}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := spec.Parse("build.toml", res.TOML); err != nil || !strings.HasPrefix(string(res.TOML), "# Converted from LinuxKit's a?b?\uFFFD.yml ") ||
+		res.Spec.Name != "a-b--" {
+		t.Errorf("%v\n%s", err, res.TOML)
+	}
+}
