@@ -171,7 +171,7 @@ func TestBootContainerHostSlow(t *testing.T) {
 		t.Cleanup(func() { console.Close() })
 		m, err := qemu.Start(context.Background(), qemu.Options{
 			Image: kernel, Mem: 2048, Metadata: userData, Timeout: 14 * time.Minute, Console: console,
-			Disks:   []qemu.Disk{{Path: dataDisk, Size: "1GiB"}},
+			Disks:   []qemu.Disk{{Path: dataDisk, Size: 1 << 30}},
 			Publish: []string{fmt.Sprintf("%d:22", port)},
 		})
 		if err != nil {

@@ -180,6 +180,8 @@ func TestBadUsageExitsTwo(t *testing.T) {
 		{"build", "--dry-run", "--arch", "riscv64", f},
 		{"build", "--dry-run", "--name", "Bad Name", f},
 		{"build", "--dry-run", "--size", "huge", f},
+		{"run", "qemu", "--disk", "data.raw,size=lots", "x.raw"},
+		{"run", "qemu", "--disk", "data.raw,size=0", "x.raw"},
 		{"version", "extra"},
 		{"completion", "tcsh"},
 		{},

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keelos/keel/internal/qemu"
+	"github.com/keelos/keel/internal/spec"
 )
 
 func newRunCmd() *cobra.Command {
@@ -113,7 +114,14 @@ func parseDisk(s string) (qemu.Disk, error) {
 		k, v, _ := strings.Cut(p, "=")
 		switch {
 		case k == "size" && v != "":
-			d.Size = v
+			size, err := spec.ParseSize(v)
+			if err == nil && size == 0 {
+				err = errors.New("must be above zero")
+			}
+			if err != nil {
+				return d, fmt.Errorf("--disk %q: size: %w", s, err)
+			}
+			d.Size = size
 		case k == "format" && v != "":
 			d.Format = v
 		default:

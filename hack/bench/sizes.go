@@ -67,7 +67,7 @@ func part(p string) string {
 	return "other (/etc, /dev, dirs)"
 }
 
-// subtree is the part of a tree kept by keep, as an initramfs.Source.
+// subtree is some entries of a tree, as a Source for the writers.
 type subtree struct {
 	t       *fstree.Tree
 	entries []*fstree.Entry

@@ -95,18 +95,14 @@ func writers(ctx context.Context, cfg *config, rep *report, outputs string, root
 	if err != nil {
 		return fmt.Errorf("extract %s: %w", root.tar, err)
 	}
-	var isoFiles []iso9660.File
-	var fatFiles []fat.File
+	files := &subtree{t: root.tree}
 	var rootBytes int64
 	var top []string
 	for _, e := range root.tree.Entries() {
 		if !e.Mode.IsRegular() {
 			continue
 		}
-		e := e
-		open := func() (io.ReadCloser, error) { return root.tree.Open(e) }
-		isoFiles = append(isoFiles, iso9660.File{Path: e.Path, Size: e.Size, Open: open})
-		fatFiles = append(fatFiles, fat.File{Path: e.Path, Size: e.Size, Open: open})
+		files.entries = append(files.entries, e)
 		rootBytes += e.Size
 		dst := filepath.Join(filesDir, e.Path)
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
@@ -140,9 +136,7 @@ func writers(ctx context.Context, cfg *config, rep *report, outputs string, root
 	if err := os.WriteFile(filepath.Join(espDir, bootName), uki, 0o644); err != nil {
 		return err
 	}
-	espFiles := []fat.File{{Path: bootName, Size: int64(len(uki)), Open: func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(uki)), nil
-	}}}
+	espFiles := fstree.MemFiles{{Path: bootName, Data: uki}}
 	espSize := fat.Size(espFiles)
 	isoDir := filepath.Join(dir, "iso")
 	efiImg := filepath.Join(isoDir, "EFI", "BOOT", "EFIBOOT.IMG")
@@ -156,7 +150,7 @@ func writers(ctx context.Context, cfg *config, rep *report, outputs string, root
 	if err != nil {
 		return err
 	}
-	rootFATSize := fat.Size(fatFiles)
+	rootFATSize := fat.Size(files)
 	rawSize := fileSize(root.raw)
 	epoch := time.Unix(0, 0)
 
@@ -217,7 +211,7 @@ func writers(ctx context.Context, cfg *config, rep *report, outputs string, root
 				return writeFile(out, func(w io.Writer) error {
 					return iso9660.Write(w, iso9660.Options{
 						VolumeID:     "HOST",
-						Files:        []iso9660.File{{Path: "EFI/BOOT/EFIBOOT.IMG", Size: int64(len(img)), Open: opener(img)}},
+						Files:        fstree.MemFiles{{Path: "EFI/BOOT/EFIBOOT.IMG", Data: img}},
 						EFIBootImage: "EFI/BOOT/EFIBOOT.IMG",
 						Epoch:        epoch,
 					})
@@ -228,10 +222,10 @@ func writers(ctx context.Context, cfg *config, rep *report, outputs string, root
 			},
 		},
 		{
-			name: fmt.Sprintf("ISO: root, %d files", len(isoFiles)), input: rootBytes, tool: "xorriso -as mkisofs",
+			name: fmt.Sprintf("ISO: root, %d files", len(files.entries)), input: rootBytes, tool: "xorriso -as mkisofs",
 			keel: func(out string) error {
 				return writeFile(out, func(w io.Writer) error {
-					return iso9660.Write(w, iso9660.Options{VolumeID: "HOST", Files: isoFiles, Epoch: epoch})
+					return iso9660.Write(w, iso9660.Options{VolumeID: "HOST", Files: files, Epoch: epoch})
 				})
 			},
 			other: func(ctx context.Context, out string) error {
@@ -247,8 +241,8 @@ func writers(ctx context.Context, cfg *config, rep *report, outputs string, root
 			},
 		},
 		{
-			name: fmt.Sprintf("FAT: root, %d files", len(fatFiles)), input: rootBytes, tool: "mkfs.vfat + mcopy",
-			keel: func(out string) error { return writeFAT(out, rootFATSize, fatFiles, "KEEL") },
+			name: fmt.Sprintf("FAT: root, %d files", len(files.entries)), input: rootBytes, tool: "mkfs.vfat + mcopy",
+			keel: func(out string) error { return writeFAT(out, rootFATSize, files, "KEEL") },
 			other: func(ctx context.Context, out string) error {
 				return shell(ctx, filesDir, fmt.Sprintf("mkfs.vfat -C -n KEEL %s %d >/dev/null && mcopy -s -D o -i %s %s ::/",
 					quote(out), rootFATSize/1024, quote(out), strings.Join(top, " ")), "MTOOLS_SKIP_CHECK=1")
@@ -323,11 +317,7 @@ func firstLine(s string) string {
 	return l
 }
 
-func opener(data []byte) func() (io.ReadCloser, error) {
-	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
-}
-
-func writeFAT(out string, size int64, files []fat.File, label string) error {
+func writeFAT(out string, size int64, files fstree.Source, label string) error {
 	f, err := os.Create(out)
 	if err != nil {
 		return err

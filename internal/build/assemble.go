@@ -418,13 +418,7 @@ func addFile(ctx context.Context, t *fstree.Tree, f spec.File) error {
 	if f.Directory {
 		mode = 0o755
 	}
-	if f.Mode != "" {
-		m, err := spec.ParseMode(f.Mode)
-		if err != nil {
-			return err
-		}
-		mode = m
-	}
+	mode = f.Mode.Or(mode)
 	switch {
 	case f.Directory:
 		return t.Add(fstree.Entry{Path: p, Mode: fs.ModeDir | mode, UID: int(f.UID), GID: int(f.GID)})

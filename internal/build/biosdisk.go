@@ -3,7 +3,6 @@ package build
 import (
 	"bytes"
 	"context"
-	"debug/pe"
 	"fmt"
 	"os"
 	"slices"
@@ -12,7 +11,9 @@ import (
 
 	"github.com/keelos/keel/internal/disk"
 	"github.com/keelos/keel/internal/fat"
+	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/grubpc"
+	"github.com/keelos/keel/internal/uki"
 )
 
 const (
@@ -59,22 +60,23 @@ func (b *builder) grubFiles(ctx context.Context) (grubpc.ReadFile, error) {
 	}, nil
 }
 
-// hybridDisk adds GRUB's BIOS boot path to an EFI disk.
-func hybridDisk(efi bootDisk, read grubpc.ReadFile, ukiData []byte, cmdline string) (bootDisk, error) {
-	f, err := pe.NewFile(bytes.NewReader(ukiData))
+// hybridDisk adds GRUB's BIOS boot path to an EFI disk, whose ESP holds
+// ukiData at bootName.
+func hybridDisk(efi bootDisk, bootName string, read grubpc.ReadFile, ukiData []byte, cmdline string) (bootDisk, error) {
+	u, err := uki.Open(bytes.NewReader(ukiData), int64(len(ukiData)))
 	if err != nil {
-		return bootDisk{}, fmt.Errorf("uki: %w", err)
+		return bootDisk{}, err
 	}
-	bootName := efi.opts.ESPFiles[0].Path
 	piece := func(name string) (bootPiece, error) {
-		s := f.Section(name)
-		if s == nil {
-			return bootPiece{}, fmt.Errorf("uki: no %s section", name)
+		s, err := u.Section(name)
+		if err != nil {
+			return bootPiece{}, err
 		}
-		if s.Offset%sector != 0 {
+		_, off, size := s.Outer()
+		if off%sector != 0 {
 			return bootPiece{}, fmt.Errorf("uki: section %s is not sector-aligned in the file", name)
 		}
-		return bootPiece{path: bootName, off: int64(s.Offset), size: int64(s.VirtualSize)}, nil
+		return bootPiece{path: bootName, off: off, size: size}, nil
 	}
 	g := &grubBoot{read: read, cmdline: cmdline}
 	if g.kernel, err = piece(".linux"); err != nil {
@@ -98,7 +100,7 @@ func biosDisk(read grubpc.ReadFile, kernel, initrd []byte, cmdline string, size 
 		name: name,
 		opts: disk.EFIOptions{
 			Seed:       seed(name+" bios", kernel, initrd),
-			ESPFiles:   []fat.File{bytesFile(kernelPath, kernel), bytesFile(initrdPath, initrd)},
+			ESPFiles:   fstree.MemFiles{{Path: kernelPath, Data: kernel}, {Path: initrdPath, Data: initrd}},
 			ESPLabel:   "KEELBOOT",
 			ESPType:    disk.TypeXBOOTLDR,
 			ESPName:    "keel boot",
@@ -114,15 +116,9 @@ func biosDisk(read grubpc.ReadFile, kernel, initrd []byte, cmdline string, size 
 	}
 }
 
+// biosBootPartition is left zero until install writes GRUB's core image.
 func biosBootPartition() disk.Partition {
-	return disk.Partition{Name: "BIOS boot partition", Type: disk.TypeBIOSBoot, Size: biosBootSize, Content: zeros{}}
-}
-
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
+	return disk.Partition{Name: "BIOS boot partition", Type: disk.TypeBIOSBoot, Size: biosBootSize}
 }
 
 // install writes GRUB into a disk WriteEFI has written: the core image,

@@ -201,10 +201,9 @@ func ApplyOverrides(s *spec.Spec, opts Options) error {
 		s.Output.Formats = slices.Clone(opts.Formats)
 	}
 	if opts.Size != "" {
-		if _, err := spec.ParseSize(opts.Size); err != nil {
+		if err := s.Output.Size.UnmarshalText([]byte(opts.Size)); err != nil {
 			return fmt.Errorf("--size: %w", err)
 		}
-		s.Output.Size = opts.Size
 	}
 	return nil
 }

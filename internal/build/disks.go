@@ -14,7 +14,7 @@ import (
 
 	"github.com/keelos/keel/internal/ctxio"
 	"github.com/keelos/keel/internal/disk"
-	"github.com/keelos/keel/internal/fat"
+	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/gnutar"
 	"github.com/keelos/keel/internal/ova"
 	"github.com/keelos/keel/internal/qcow2"
@@ -50,7 +50,7 @@ type bootDisk struct {
 func efiDisk(bootName string, ukiData []byte, size int64, name string, epoch time.Time) bootDisk {
 	return bootDisk{name: name, opts: disk.EFIOptions{
 		Seed:     seed(name, ukiData),
-		ESPFiles: []fat.File{bytesFile(bootName, ukiData)},
+		ESPFiles: fstree.MemFiles{{Path: bootName, Data: ukiData}},
 		ESPLabel: "ESP",
 		Epoch:    epoch,
 		Size:     size,
@@ -62,10 +62,12 @@ func efiDisk(bootName string, ukiData []byte, size int64, name string, epoch tim
 // the writer.
 func (d bootDisk) write(ctx context.Context, f *os.File) error {
 	opts := d.opts
-	opts.ESPFiles = ctxFiles(ctx, opts.ESPFiles)
+	opts.ESPFiles = ctxSource{ctx, opts.ESPFiles}
 	opts.Partitions = slices.Clone(opts.Partitions)
-	for i := range opts.Partitions {
-		opts.Partitions[i].Content = ctxio.Reader(ctx, opts.Partitions[i].Content)
+	for i, p := range opts.Partitions {
+		if p.Content != nil {
+			opts.Partitions[i].Content = ctxio.ReaderAt(ctx, p.Content)
+		}
 	}
 	if err := disk.WriteEFI(f, opts); err != nil {
 		return err
@@ -150,10 +152,7 @@ func contentID(seed string) [16]byte {
 // once (kept as its raw output or as a temporary file) and converted; gce
 // and aws get their own whole-GiB disk unless the raw one already is.
 func (b *builder) writeDisks(ctx context.Context, sys *system, base, bootName string, ukiData, initrd []byte, has func(...string) bool, record func(format, path string, size int64)) error {
-	size, err := b.diskSize()
-	if err != nil {
-		return err
-	}
+	size := b.spec.Output.Size.Bytes() // 0: fit
 	name := b.spec.Name + "-" + sys.arch
 	efi := efiDisk(bootName, ukiData, size, name, b.epoch)
 	efi.opts.Partitions = append(efi.opts.Partitions, sys.rootPartitions()...)
@@ -164,7 +163,7 @@ func (b *builder) writeDisks(ctx context.Context, sys *system, base, bootName st
 		if err != nil {
 			return err
 		}
-		if vm, err = hybridDisk(efi, grub, ukiData, sys.cmdline); err != nil {
+		if vm, err = hybridDisk(efi, bootName, grub, ukiData, sys.cmdline); err != nil {
 			return err
 		}
 		d := biosDisk(grub, sys.kernel, initrd, sys.cmdline, size, name, b.epoch)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/keelos/keel/internal/ctxio"
 	"github.com/keelos/keel/internal/sbom"
-	"github.com/keelos/keel/internal/spec"
 )
 
 // ukiFormats are the outputs that carry the UKI (an EFI boot path).
@@ -196,14 +195,6 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 		}
 	}
 	return outs, nil
-}
-
-// diskSize is [output] size in bytes, or 0 for "fit".
-func (b *builder) diskSize() (int64, error) {
-	if b.spec.Output.Size == "" {
-		return 0, nil
-	}
-	return spec.ParseSize(b.spec.Output.Size)
 }
 
 func efiBootName(arch string) string {

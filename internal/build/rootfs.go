@@ -52,7 +52,7 @@ var initrdPowerModules = []string{"button", "evdev"}
 // defaultInitrdMemory and defaultInitrdPercent are [output] memory and
 // initrd-max-percent when unset: an initrd root may take half of 1 GiB.
 const (
-	defaultInitrdMemory  = "1GiB"
+	defaultInitrdMemory  = 1 << 30
 	defaultInitrdPercent = 50
 )
 
@@ -99,11 +99,10 @@ type rootImage struct {
 	typ   gpt.Type
 }
 
-// partition is the root partition for a disk plan. Every disk of the
-// build reads the same image file: the content reader starts over once it
-// has been read whole.
+// partition is the root partition for a disk plan; every disk of the
+// build reads the same image file.
 func (r *rootImage) partition() disk.Partition {
-	return disk.Partition{Name: r.label, Type: r.typ, Size: r.size, Content: &rereader{r: r.f, size: r.size}}
+	return disk.Partition{Name: r.label, Type: r.typ, Size: r.size, Content: r.f}
 }
 
 // rootPartitions are the extra partitions of sys's disks: the root
@@ -121,31 +120,6 @@ func (sys *system) bootRoot() *fstree.Tree {
 		return sys.initrdRoot
 	}
 	return sys.root
-}
-
-// rereader reads an image from the start, and again from the start after
-// it has been read to its end, so one disk plan can be written several
-// times (the raw disk, the cloud disk).
-type rereader struct {
-	r    io.ReaderAt
-	size int64
-	off  int64
-}
-
-func (r *rereader) Read(p []byte) (int, error) {
-	if r.off >= r.size {
-		r.off = 0
-		return 0, io.EOF
-	}
-	n, err := r.r.ReadAt(p[:min(int64(len(p)), r.size-r.off)], r.off)
-	r.off += int64(n)
-	if r.off >= r.size {
-		r.off = 0 // the next reader starts over
-		if err == io.EOF {
-			err = nil
-		}
-	}
-	return n, err
 }
 
 // prepareRoot writes the root partition's image when the root is on disk,
@@ -333,13 +307,9 @@ func (b *builder) checkInitrdSize(sys *system, initrdSize int) error {
 	if rootOnDisk(b.spec) {
 		return nil
 	}
-	memStr := b.spec.Output.Memory
-	if memStr == "" {
-		memStr = defaultInitrdMemory
-	}
-	mem, err := spec.ParseSize(memStr)
-	if err != nil {
-		return fmt.Errorf("[output] memory: %w", err)
+	mem := b.spec.Output.Memory.Bytes()
+	if mem == 0 {
+		mem = defaultInitrdMemory
 	}
 	percent := b.spec.Output.InitrdMaxPercent
 	if percent == 0 {

@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/keelos/keel/internal/debian"
-	"github.com/keelos/keel/internal/fat"
+	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/rpi"
 	"github.com/keelos/keel/internal/spec"
 	"github.com/keelos/keel/tools"
@@ -183,21 +183,18 @@ func (b *builder) writeRPi(ctx context.Context, sys *system, base string, initrd
 	}
 	cmdline := rpi.Cmdline(sys.cmdline)
 	config := rpi.Config(b.spec.Name)
-	files := []fat.File{
-		bytesFile(rpi.ConfigName, config),
-		bytesFile(rpi.CmdlineName, []byte(cmdline+"\n")),
-		bytesFile(rpi.KernelName, sys.kernel),
-		bytesFile(rpi.InitrdName, initrd),
+	files := fstree.MemFiles{
+		{Path: rpi.ConfigName, Data: config},
+		{Path: rpi.CmdlineName, Data: []byte(cmdline + "\n")},
+		{Path: rpi.KernelName, Data: sys.kernel},
+		{Path: rpi.InitrdName, Data: initrd},
 	}
 	for _, m := range []map[string][]byte{fw, dtbs} {
 		for _, name := range sortedKeys(m) {
-			files = append(files, bytesFile(name, m[name]))
+			files = append(files, fstree.MemFile{Path: name, Data: m[name]})
 		}
 	}
-	size, err := b.diskSize()
-	if err != nil {
-		return err
-	}
+	size := b.spec.Output.Size.Bytes() // 0: fit
 	opts := rpi.Options{
 		Seed:  seed(b.spec.Name+"-"+sys.arch+"-rpi", sys.kernel, initrd, config, []byte(cmdline)),
 		Files: files,
@@ -205,7 +202,7 @@ func (b *builder) writeRPi(ctx context.Context, sys *system, base string, initrd
 		Size:  size,
 	}
 	p := base + "-rpi.img"
-	opts.Files = ctxFiles(ctx, opts.Files)
+	opts.Files = ctxSource{ctx, opts.Files}
 	n, err := writeOutput(ctx, p, func(f *os.File) error { return rpi.WriteDisk(f, opts) })
 	if err != nil {
 		return err

@@ -1,14 +1,12 @@
 package build
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -30,29 +28,22 @@ func writeUKI(w io.Writer, stub, kernel, initrd []byte, cmdline, osRelease strin
 	return uki.Build(w, stub, kernel, initrd, cmdline, osRelease)
 }
 
-func bytesFile(p string, data []byte) fat.File {
-	return fat.File{Path: p, Size: int64(len(data)), Open: func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(data)), nil
-	}}
+// ctxSource is a Source whose files stop being read once ctx is done,
+// which stops the writer copying them.
+type ctxSource struct {
+	ctx context.Context
+	fstree.Source
 }
 
-// ctxFiles are files whose content stops being read once ctx is done,
-// which stops the FAT writer copying them.
-func ctxFiles(ctx context.Context, files []fat.File) []fat.File {
-	out := slices.Clone(files)
-	for i, f := range out {
-		out[i].Open = func() (io.ReadCloser, error) {
-			rc, err := f.Open()
-			if err != nil {
-				return nil, err
-			}
-			return struct {
-				io.Reader
-				io.Closer
-			}{ctxio.Reader(ctx, rc), rc}, nil
-		}
+func (s ctxSource) Open(e *fstree.Entry) (io.ReadCloser, error) {
+	rc, err := s.Source.Open(e)
+	if err != nil {
+		return nil, err
 	}
-	return out
+	return struct {
+		io.Reader
+		io.Closer
+	}{ctxio.Reader(s.ctx, rc), rc}, nil
 }
 
 // seed names a disk's content, so GUIDs and FAT serials follow from it.
@@ -94,19 +85,18 @@ func isolinuxConfig(cmdline string) []byte {
 // making its EFI boot image in a temporary file in tmpDir.
 func writeISO(ctx context.Context, w io.Writer, tmpDir, name string, boot isoBoot, epoch time.Time) error {
 	opts := iso9660.Options{VolumeID: volumeID(name), Epoch: epoch}
-	add := func(p string, data []byte) {
-		opts.Files = append(opts.Files, iso9660.File{Path: p, Size: int64(len(data)), Open: opener(data)})
-	}
+	var files fstree.MemFiles
+	add := func(p string, data []byte) { files = append(files, fstree.MemFile{Path: p, Data: data}) }
 	if boot.uki != nil {
-		files := []fat.File{bytesFile(boot.bootName, boot.uki)}
-		size := fat.Size(files)
+		efiFiles := fstree.MemFiles{{Path: boot.bootName, Data: boot.uki}}
+		size := fat.Size(efiFiles)
 		tmp, err := os.CreateTemp(tmpDir, ".efiboot-*.img")
 		if err != nil {
 			return err
 		}
 		defer os.Remove(tmp.Name())
 		defer tmp.Close()
-		if err := fat.Write(tmp, 0, size, ctxFiles(ctx, files), fat.Options{Label: "KEEL-EFI", Epoch: epoch}); err != nil {
+		if err := fat.Write(tmp, 0, size, ctxSource{ctx, efiFiles}, fat.Options{Label: "KEEL-EFI", Epoch: epoch}); err != nil {
 			return fmt.Errorf("EFI boot image: %w", err)
 		}
 		img, err := os.ReadFile(tmp.Name())
@@ -132,11 +122,8 @@ func writeISO(ctx context.Context, w io.Writer, tmpDir, name string, boot isoBoo
 			opts.Hybrid = &iso9660.Hybrid{MBR: b.isohdpfx, ID: binary.BigEndian.Uint32(sum[:4])}
 		}
 	}
+	opts.Files = files
 	return iso9660.Write(ctxio.Writer(ctx, w), opts)
-}
-
-func opener(data []byte) func() (io.ReadCloser, error) {
-	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
 }
 
 // volumeID maps an image name onto ISO 9660 d-characters.

@@ -1,5 +1,6 @@
-// Package disk writes partitioned raw disk images: a GPT disk with an EFI
-// system partition (and room for more partitions).
+// Package disk writes partitioned raw disk images, a GPT disk with an EFI
+// system partition (and room for more partitions), and reads their
+// partition tables back.
 //
 // Disk and partition GUIDs are derived from a caller-supplied seed (a hash
 // of the image's content), so the same input gives the same bytes.
@@ -15,6 +16,7 @@ import (
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
 	"github.com/keelos/keel/internal/fat"
+	"github.com/keelos/keel/internal/fstree"
 )
 
 const (
@@ -38,10 +40,12 @@ const (
 
 // Partition is an extra partition after the ESP, e.g. a squashfs root.
 type Partition struct {
-	Name    string
-	Type    gpt.Type // e.g. TypeLinuxRootX86_64
-	Size    int64    // content size; the partition is rounded up to a MiB
-	Content io.Reader
+	Name string
+	Type gpt.Type // e.g. TypeLinuxRootX86_64
+	Size int64    // content size; the partition is rounded up to a MiB
+	// Content holds the Size bytes written at the partition's start; nil
+	// leaves the partition zero.
+	Content io.ReaderAt
 }
 
 // EFIOptions describe a GPT disk whose first partition is the ESP.
@@ -50,7 +54,7 @@ type EFIOptions struct {
 	// of the image's inputs.
 	Seed string
 	// ESPFiles go into the FAT ESP, e.g. EFI/BOOT/BOOTX64.EFI.
-	ESPFiles []fat.File
+	ESPFiles fstree.Source
 	ESPLabel string    // FAT label, "ESP" if empty
 	Epoch    time.Time // FAT timestamps
 	// ESPType and ESPName are the first partition's GPT type and name,
@@ -162,8 +166,11 @@ func WriteEFI(f *os.File, opts EFIOptions) error {
 		return fmt.Errorf("disk: ESP: %w", err)
 	}
 	for i, p := range opts.Partitions {
+		if p.Content == nil {
+			continue
+		}
 		e := l.Partitions[i+1]
-		n, err := io.Copy(io.NewOffsetWriter(f, e.Start), io.LimitReader(p.Content, p.Size))
+		n, err := io.Copy(io.NewOffsetWriter(f, e.Start), io.NewSectionReader(p.Content, 0, p.Size))
 		if err != nil {
 			return fmt.Errorf("disk: partition %q: %w", p.Name, err)
 		}

@@ -2,7 +2,6 @@ package disk
 
 import (
 	"bytes"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keelos/keel/internal/fat"
+	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/tooltest"
 )
 
@@ -18,10 +17,8 @@ func opts() EFIOptions {
 	uki := bytes.Repeat([]byte("UKI!"), 1<<20) // 4 MiB
 	root := bytes.Repeat([]byte("ROOT"), 300000)
 	return EFIOptions{
-		Seed: "sha256:abc",
-		ESPFiles: []fat.File{{Path: "EFI/BOOT/BOOTX64.EFI", Size: int64(len(uki)), Open: func() (io.ReadCloser, error) {
-			return io.NopCloser(bytes.NewReader(uki)), nil
-		}}},
+		Seed:       "sha256:abc",
+		ESPFiles:   fstree.MemFiles{{Path: "EFI/BOOT/BOOTX64.EFI", Data: uki}},
 		Epoch:      time.Unix(1700000000, 0),
 		Partitions: []Partition{{Name: "root", Type: TypeLinuxRootX86_64, Size: int64(len(root)), Content: bytes.NewReader(root)}},
 	}

@@ -33,9 +33,6 @@ import (
 	"github.com/keelos/keel/internal/fstree"
 )
 
-// Source is the tree to write; *fstree.Tree satisfies it.
-type Source = fstree.Source
-
 // Options tune Write.
 type Options struct {
 	// Epoch is every inode's mtime (seconds since 1970).
@@ -114,7 +111,7 @@ type linkKey struct {
 
 // Write writes src as an EROFS image through w, from w's offset 0, and
 // returns its size (a multiple of 4 KiB).
-func Write(w io.WriterAt, src Source, opts Options) (int64, error) {
+func Write(w io.WriterAt, src fstree.Source, opts Options) (int64, error) {
 	if len(opts.Label) > 16 {
 		return 0, fmt.Errorf("erofs: label %q is longer than 16 bytes", opts.Label)
 	}
@@ -507,7 +504,7 @@ func (n *node) writeInode(b []byte, epoch int64) {
 // writeData writes the node's whole blocks (unless another inode with
 // the same content owns them), and its tail: inline after the inode, or
 // in a block of its own.
-func (n *node) writeData(w io.WriterAt, src Source, metaAt func(int64) []byte, owners map[string]*node) error {
+func (n *node) writeData(w io.WriterAt, src fstree.Source, metaAt func(int64) []byte, owners map[string]*node) error {
 	if n.size == 0 {
 		return nil
 	}

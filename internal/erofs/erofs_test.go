@@ -12,7 +12,7 @@ import (
 	"github.com/keelos/keel/internal/tooltest"
 )
 
-func writeImage(t testing.TB, src Source, opts Options) string {
+func writeImage(t testing.TB, src fstree.Source, opts Options) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "root.erofs")
 	f, err := os.Create(p)

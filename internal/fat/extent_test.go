@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"os"
 	"testing"
+
+	"github.com/keelos/keel/internal/fstree"
 )
 
 // TestExtentFindsFileData writes FAT16 and FAT32 volumes and checks that
@@ -22,15 +24,13 @@ func TestExtentFindsFileData(t *testing.T) {
 			defer f.Close()
 			for _, want := range []struct {
 				path string
-				file File
+				file fstree.MemFile
 			}{{"EFI/BOOT/BOOTX64.EFI", files[0]}, {"README", files[2]}, {"keel/initrd.img", files[4]}} {
 				off, size, err := Extent(f, 0, want.path)
 				if err != nil {
 					t.Fatalf("%s: %v", want.path, err)
 				}
-				rc, _ := want.file.Open()
-				data := new(bytes.Buffer)
-				data.ReadFrom(rc)
+				data := bytes.NewBuffer(want.file.Data)
 				if size != int64(data.Len()) {
 					t.Fatalf("%s: size %d, want %d", want.path, size, data.Len())
 				}

@@ -1,5 +1,6 @@
 // Package fat writes FAT filesystem images (FAT16 for small volumes, FAT32
-// from 64 MiB) holding a given set of files, through go-diskfs.
+// from 64 MiB) holding a given set of files, through go-diskfs, and reads
+// files and their extents back.
 //
 // Images are reproducible: files go in sorted by path, timestamps come from
 // Options.Epoch, and the volume serial number is derived from the label and
@@ -24,14 +25,9 @@ import (
 	"github.com/diskfs/go-diskfs/filesystem"
 	"github.com/diskfs/go-diskfs/filesystem/fat16"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
-)
 
-// File is one file to put in the image.
-type File struct {
-	Path string // slash-separated, relative, e.g. "EFI/BOOT/BOOTX64.EFI"
-	Size int64
-	Open func() (io.ReadCloser, error)
-}
+	"github.com/keelos/keel/internal/fstree"
+)
 
 // Options describe the volume.
 type Options struct {
@@ -57,22 +53,30 @@ const (
 
 var fatEpoch = time.Date(1980, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// Size returns the volume size, a whole number of MiB, that holds files
-// with some headroom (about 5% and at least 1 MiB free).
-func Size(files []File) int64 {
+// Size returns the volume size, a whole number of MiB, that holds the
+// files of src with some headroom (about 5% and at least 1 MiB free).
+func Size(src fstree.Source) int64 {
 	var content int64
 	dirs := map[string]bool{}
-	for _, f := range files {
-		content += alignUp(f.Size, sizingCluster)
-		for d := path.Dir(clean(f.Path)); d != "."; d = path.Dir(d) {
+	entries := entriesOf(src)
+	for _, e := range entries {
+		p := clean(e.Path)
+		if e.Mode.IsDir() {
+			dirs[p] = true
+			continue
+		}
+		content += alignUp(e.Size, sizingCluster)
+		for d := path.Dir(p); d != "."; d = path.Dir(d) {
 			dirs[d] = true
 		}
 	}
 	// Each directory takes a cluster or more; each name up to 32 bytes per
 	// 13 characters of long name plus its short entry.
 	content += int64(len(dirs)+1) * sizingCluster
-	for _, f := range files {
-		content += int64(len(path.Base(f.Path))/13+2) * 32
+	for _, e := range entries {
+		if !e.Mode.IsDir() {
+			content += int64(len(path.Base(e.Path))/13+2) * 32
+		}
 	}
 	// Two FATs of 4-byte entries for 512-byte clusters: under 2% overhead.
 	need := content + content/20 + content/50 + mib + 64*1024
@@ -83,6 +87,14 @@ func Size(files []File) int64 {
 	return need
 }
 
+// entriesOf lists src, which may be nil: an empty volume.
+func entriesOf(src fstree.Source) []*fstree.Entry {
+	if src == nil {
+		return nil
+	}
+	return src.Entries()
+}
+
 func alignUp(v, a int64) int64 { return (v + a - 1) / a * a }
 
 func clean(p string) string { return strings.TrimPrefix(path.Clean("/"+p), "/") }
@@ -91,23 +103,34 @@ func clean(p string) string { return strings.TrimPrefix(path.Clean("/"+p), "/") 
 // SOURCE_DATE_EPOCH environment variable, which is process-wide.
 var epochMu sync.Mutex
 
+// item is an entry of the source to write, at its cleaned path.
+type item struct {
+	path string
+	e    *fstree.Entry
+}
+
 // Write creates a FAT volume of size bytes at offset start of f and copies
-// files into it. size is a multiple of 512; FAT16 is used below 64 MiB.
-func Write(f *os.File, start, size int64, files []File, opts Options) error {
+// the regular files and directories of src into it. size is a multiple of
+// 512; FAT16 is used below 64 MiB.
+func Write(f *os.File, start, size int64, src fstree.Source, opts Options) error {
 	if size%sectorSize != 0 || start%sectorSize != 0 {
 		return fmt.Errorf("fat: start %d and size %d must be multiples of %d", start, size, sectorSize)
 	}
 	if len(opts.Label) > 11 {
 		return fmt.Errorf("fat: label %q longer than 11 characters", opts.Label)
 	}
-	sorted := slices.Clone(files)
-	for i := range sorted {
-		sorted[i].Path = clean(sorted[i].Path)
-		if sorted[i].Path == "" {
+	var sorted []item
+	for _, e := range entriesOf(src) {
+		p := clean(e.Path)
+		switch {
+		case p == "":
 			return fmt.Errorf("fat: empty file path")
+		case !e.Mode.IsRegular() && !e.Mode.IsDir():
+			return fmt.Errorf("fat: %s: a %v, but FAT holds only files and directories", p, e.Mode.Type())
 		}
+		sorted = append(sorted, item{p, e})
 	}
-	slices.SortFunc(sorted, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
+	slices.SortFunc(sorted, func(a, b item) int { return strings.Compare(a.path, b.path) })
 
 	epoch := opts.Epoch
 	if epoch.IsZero() || epoch.Before(fatEpoch) {
@@ -154,16 +177,29 @@ func Write(f *os.File, start, size int64, files []File, opts Options) error {
 	sum := sha256.New()
 	fmt.Fprintf(sum, "label %q\n", opts.Label)
 	made := map[string]bool{}
-	for _, fl := range sorted {
-		if d := path.Dir(fl.Path); d != "." && !made[d] {
-			if err := fsys.Mkdir("/" + d); err != nil {
-				return fmt.Errorf("fat: mkdir %s: %w", d, err)
-			}
-			for ; d != "."; d = path.Dir(d) {
-				made[d] = true
-			}
+	mkdir := func(d string) error {
+		if d == "." || made[d] {
+			return nil
 		}
-		if err := copyFile(fsys, fl, sum); err != nil {
+		if err := fsys.Mkdir("/" + d); err != nil {
+			return fmt.Errorf("fat: mkdir %s: %w", d, err)
+		}
+		for ; d != "."; d = path.Dir(d) {
+			made[d] = true
+		}
+		return nil
+	}
+	for _, it := range sorted {
+		if it.e.Mode.IsDir() {
+			if err := mkdir(it.path); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := mkdir(path.Dir(it.path)); err != nil {
+			return err
+		}
+		if err := copyFile(fsys, src, it, sum); err != nil {
 			return err
 		}
 	}
@@ -205,36 +241,37 @@ func Serial(r io.ReaderAt, start int64) (uint32, error) {
 	return binary.LittleEndian.Uint32(bs[off:]), nil
 }
 
-func copyFile(fsys filesystem.FileSystem, fl File, sum hash.Hash) error {
-	fmt.Fprintf(sum, "file %q %d\n", fl.Path, fl.Size)
-	rc, err := fl.Open()
+func copyFile(fsys filesystem.FileSystem, src fstree.Source, fl item, sum hash.Hash) error {
+	p, size := fl.path, fl.e.Size
+	fmt.Fprintf(sum, "file %q %d\n", p, size)
+	rc, err := src.Open(fl.e)
 	if err != nil {
-		return fmt.Errorf("fat: open %s: %w", fl.Path, err)
+		return fmt.Errorf("fat: open %s: %w", p, err)
 	}
 	defer rc.Close()
-	out, err := fsys.OpenFile("/"+fl.Path, os.O_CREATE|os.O_RDWR|os.O_TRUNC)
+	out, err := fsys.OpenFile("/"+p, os.O_CREATE|os.O_RDWR|os.O_TRUNC)
 	if err != nil {
-		return fmt.Errorf("fat: create %s: %w", fl.Path, err)
+		return fmt.Errorf("fat: create %s: %w", p, err)
 	}
 	// go-diskfs rewrites both FATs on every Write that allocates, so write
 	// in as few, large pieces as possible.
-	buf := make([]byte, min(fl.Size, writeChunk))
-	in := io.TeeReader(io.LimitReader(rc, fl.Size), sum)
-	for left := fl.Size; left > 0; {
+	buf := make([]byte, min(size, writeChunk))
+	in := io.TeeReader(io.LimitReader(rc, size), sum)
+	for left := size; left > 0; {
 		n, err := io.ReadFull(in, buf[:min(left, writeChunk)])
 		if err != nil {
-			return fmt.Errorf("fat: %s: read after %d of %d bytes: %w", fl.Path, fl.Size-left, fl.Size, err)
+			return fmt.Errorf("fat: %s: read after %d of %d bytes: %w", p, size-left, size, err)
 		}
 		if _, err := out.Write(buf[:n]); err != nil {
-			return fmt.Errorf("fat: write %s: %w", fl.Path, err)
+			return fmt.Errorf("fat: write %s: %w", p, err)
 		}
 		left -= int64(n)
 	}
 	if extra, _ := rc.Read(make([]byte, 1)); extra > 0 {
-		return fmt.Errorf("fat: %s: longer than its %d bytes", fl.Path, fl.Size)
+		return fmt.Errorf("fat: %s: longer than its %d bytes", p, size)
 	}
 	if err := out.Close(); err != nil {
-		return fmt.Errorf("fat: close %s: %w", fl.Path, err)
+		return fmt.Errorf("fat: close %s: %w", p, err)
 	}
 	return nil
 }

@@ -1,21 +1,21 @@
 package fat
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/keelos/keel/internal/fstree"
 )
 
 // benchmarkWrite writes files into a fresh volume file per iteration and
 // reports MB/s of file content.
-func benchmarkWrite(b *testing.B, files []File) {
+func benchmarkWrite(b *testing.B, files fstree.MemFiles) {
 	var content int64
 	for _, f := range files {
-		content += f.Size
+		content += int64(len(f.Data))
 	}
 	size := Size(files)
 	out := filepath.Join(b.TempDir(), "fat.img")
@@ -39,22 +39,16 @@ func benchmarkWrite(b *testing.B, files []File) {
 
 // BenchmarkWriteESP is the ESP keel writes: one UKI-sized file.
 func BenchmarkWriteESP(b *testing.B) {
-	benchmarkWrite(b, []File{benchFile("EFI/BOOT/BOOTX64.EFI", benchPattern(28<<20, 3))})
+	benchmarkWrite(b, fstree.MemFiles{{Path: "EFI/BOOT/BOOTX64.EFI", Data: benchPattern(28<<20, 3)}})
 }
 
 // BenchmarkWriteManyFiles is a tree of 400 small files in 8 directories.
 func BenchmarkWriteManyFiles(b *testing.B) {
-	var files []File
+	var files fstree.MemFiles
 	for i := range 400 {
-		files = append(files, benchFile(fmt.Sprintf("dir%d/a file with a long name %03d.bin", i%8, i), benchPattern(4096+i*37, byte(i))))
+		files = append(files, fstree.MemFile{Path: fmt.Sprintf("dir%d/a file with a long name %03d.bin", i%8, i), Data: benchPattern(4096+i*37, byte(i))})
 	}
 	benchmarkWrite(b, files)
-}
-
-func benchFile(p string, data []byte) File {
-	return File{Path: p, Size: int64(len(data)), Open: func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(data)), nil
-	}}
 }
 
 // benchPattern is n bytes of deterministic data that neither repeats

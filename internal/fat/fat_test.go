@@ -2,21 +2,17 @@ package fat
 
 import (
 	"bytes"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/tooltest"
 )
 
-func memFile(p string, data []byte) File {
-	return File{Path: p, Size: int64(len(data)), Open: func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(data)), nil
-	}}
-}
+func memFile(p string, data []byte) fstree.MemFile { return fstree.MemFile{Path: p, Data: data} }
 
 func pattern(n int, seed byte) []byte {
 	b := make([]byte, n)
@@ -26,8 +22,8 @@ func pattern(n int, seed byte) []byte {
 	return b
 }
 
-func sampleFiles() []File {
-	return []File{
+func sampleFiles() fstree.MemFiles {
+	return fstree.MemFiles{
 		memFile("EFI/BOOT/BOOTX64.EFI", pattern(3<<20+17, 1)),
 		memFile("loader/entries/keel with a long name.conf", []byte("title keel\n")),
 		memFile("README", []byte("hello\n")),
@@ -35,7 +31,7 @@ func sampleFiles() []File {
 	}
 }
 
-func build(t *testing.T, dir, name string, size int64, files []File) string {
+func build(t *testing.T, dir, name string, size int64, files fstree.Source) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	f, err := os.Create(p)
@@ -125,7 +121,7 @@ func TestWriteAtOffsetLeavesRestAlone(t *testing.T) {
 
 func TestSizeFitsLargeContent(t *testing.T) {
 	// 70 MiB in many files must fit the size Size picks (FAT32 then).
-	var files []File
+	var files fstree.MemFiles
 	for i := range 70 {
 		files = append(files, memFile("d/"+strings.Repeat("x", i%20)+string(rune('a'+i%26))+"-"+itoa(i), pattern(1<<20-i, byte(i))))
 	}

@@ -32,8 +32,9 @@ func New(store *Store) *Tree {
 	return &Tree{store: store, root: &node{e: Entry{Mode: fs.ModeDir | 0o755}, children: map[string]*node{}}}
 }
 
-// Source is a tree to write out, as the initramfs, squashfs and erofs
-// writers do: *Tree satisfies it, and so does a filtered view of one.
+// Source is a tree to write out: every image writer (initramfs, tar,
+// squashfs, erofs, FAT, ISO 9660) takes its files through it. *Tree
+// satisfies it, and so do a filtered view of one and MemFiles.
 type Source interface {
 	// Entries lists the tree, parents before children.
 	Entries() []*Entry

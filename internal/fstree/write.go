@@ -8,14 +8,17 @@ import (
 	"time"
 )
 
-// WriteTar writes the tree as a tar stream that depends only on the
-// tree's content: entries in Entries order, every mtime set to mtime
-// (whole seconds), no user or group names, xattrs as PAX records. Every
-// regular file is written in full, never as a hard link.
-func (t *Tree) WriteTar(w io.Writer, mtime time.Time) error {
+// WriteTar writes the tree as a tar stream; see the function WriteTar.
+func (t *Tree) WriteTar(w io.Writer, mtime time.Time) error { return WriteTar(w, t, mtime) }
+
+// WriteTar writes src as a tar stream that depends only on its content:
+// entries in Entries order, every mtime set to mtime (whole seconds), no
+// user or group names, xattrs as PAX records. Every regular file is
+// written in full, never as a hard link.
+func WriteTar(w io.Writer, src Source, mtime time.Time) error {
 	tw := tar.NewWriter(w)
 	mtime = mtime.UTC().Truncate(time.Second)
-	for _, e := range t.Entries() {
+	for _, e := range src.Entries() {
 		hdr := &tar.Header{
 			Name:    e.Path,
 			Mode:    int64(UnixPerm(e.Mode)),
@@ -56,7 +59,7 @@ func (t *Tree) WriteTar(w io.Writer, mtime time.Time) error {
 			return fmt.Errorf("write tar: %s: %w", e.Path, err)
 		}
 		if hdr.Typeflag == tar.TypeReg {
-			if err := t.copyContent(tw, e); err != nil {
+			if err := copyContent(tw, src, e); err != nil {
 				return fmt.Errorf("write tar: %s: %w", e.Path, err)
 			}
 		}
@@ -67,8 +70,8 @@ func (t *Tree) WriteTar(w io.Writer, mtime time.Time) error {
 	return nil
 }
 
-func (t *Tree) copyContent(w io.Writer, e *Entry) error {
-	rc, err := t.Open(e)
+func copyContent(w io.Writer, src Source, e *Entry) error {
+	rc, err := src.Open(e)
 	if err != nil {
 		return err
 	}
@@ -81,6 +84,22 @@ func (t *Tree) copyContent(w io.Writer, e *Entry) error {
 		return fmt.Errorf("content %s holds %d bytes, the entry says %d", e.Digest, n, e.Size)
 	}
 	return nil
+}
+
+// PermMode is the inverse of UnixPerm: the permission bits and setuid,
+// setgid and sticky of a Unix mode word as an fs.FileMode.
+func PermMode(u uint32) fs.FileMode {
+	m := fs.FileMode(u & 0o777)
+	if u&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if u&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if u&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
 }
 
 // UnixPerm is the Unix permission word of a mode: the permission bits

@@ -9,6 +9,10 @@
 // tar.gz → the same GPT disk; ISO 9660 → EFI/BOOT/EFIBOOT.IMG (FAT) → UKI → …; the
 // tar holds the root directly. The archive holding the root is then
 // streamed once and only the files asked for are kept.
+//
+// imageread only recognises formats and chains their readers, each of
+// which lives beside its writer: internal/qcow2, vhd, vmdk, disk (GPT),
+// fat, iso9660, uki and initramfs (cpio).
 package imageread
 
 import (
@@ -22,6 +26,12 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/keelos/keel/internal/disk"
+	"github.com/keelos/keel/internal/fat"
+	"github.com/keelos/keel/internal/initramfs"
+	"github.com/keelos/keel/internal/iso9660"
+	"github.com/keelos/keel/internal/qcow2"
+	"github.com/keelos/keel/internal/uki"
 	"github.com/keelos/keel/internal/vhd"
 	"github.com/keelos/keel/internal/vmdk"
 )
@@ -68,7 +78,7 @@ type Image struct {
 	efi, bios bool
 	// open returns the stream of the archive holding the root (already
 	// decompressed for cpio).
-	open func() (io.Reader, func(), error)
+	open func() (io.ReadCloser, error)
 }
 
 // Open opens the keel output at path and locates its root file system.
@@ -169,7 +179,7 @@ func (im *Image) locate(r io.ReaderAt, size int64) error {
 	case bytes.HasPrefix(head, []byte("QFI\xfb")):
 		im.Format = FormatQcow2EFI
 		im.layer("qcow2")
-		q, err := NewQcow2(r)
+		q, err := qcow2.Open(r)
 		if err != nil {
 			return err
 		}
@@ -183,16 +193,20 @@ func (im *Image) locate(r io.ReaderAt, size int64) error {
 	case iso:
 		im.Format = FormatISOEFI
 		im.layer("ISO 9660")
-		img, err := isoFile(r, size, "EFI/BOOT/EFIBOOT.IMG")
+		v, err := iso9660.Open(r, size)
+		if err != nil {
+			return err
+		}
+		img, err := v.File("EFI/BOOT/EFIBOOT.IMG")
 		if err == nil {
-			if _, berr := isoFile(r, size, "ISOLINUX/ISOLINUX.BIN"); berr == nil {
+			if _, berr := v.File("ISOLINUX/ISOLINUX.BIN"); berr == nil {
 				im.Format = FormatISO // BIOS and EFI
 			}
 			im.layer("EFI/BOOT/EFIBOOT.IMG")
 			return im.fat(img)
 		}
 		// A BIOS-only ISO: ISOLINUX loads the initramfs as a plain file.
-		initrd, ierr := isoFile(r, size, "BOOT/INITRD.IMG")
+		initrd, ierr := v.File("BOOT/INITRD.IMG")
 		if ierr != nil {
 			return fmt.Errorf("%w (keel's ISOs hold EFI/BOOT/EFIBOOT.IMG or boot/initrd.img)", err)
 		}
@@ -215,18 +229,18 @@ func (im *Image) locate(r io.ReaderAt, size int64) error {
 	case bytes.HasPrefix(head, []byte("MZ")):
 		im.Format = FormatUKI
 		im.layer("UKI")
-		return im.uki(r)
+		return im.uki(r, size)
 	case isRPi(head):
 		return im.rpi(r, size)
 	case isTar:
 		im.Format = FormatTar
 		im.layer("tar")
 		im.kind = rootTar
-		im.open = func() (io.Reader, func(), error) { return io.NewSectionReader(r, 0, size), func() {}, nil }
+		im.open = func() (io.ReadCloser, error) { return io.NopCloser(io.NewSectionReader(r, 0, size)), nil }
 		return nil
 	}
 	// Last: an initramfs, recognised by its codec.
-	if codec, ok := codecOf(head); ok {
+	if codec, ok := initramfs.Detect(head); ok {
 		im.Format = FormatKernelInitrd
 		im.cpio(io.NewSectionReader(r, 0, size), codec)
 		return nil
@@ -270,33 +284,50 @@ func isGCE(r io.ReaderAt, size int64) bool {
 // disk that boots only through a BIOS, in the initramfs GRUB loads from
 // the boot partition.
 func (im *Image) disk(r io.ReaderAt, size int64) error {
-	part, err := gptESP(r, size)
+	part, err := bootPartition(r, size)
 	if err != nil {
 		return err
 	}
 	im.bios = hasBootCode(r)
-	uki, name, err := espUKI(part)
+	vol := part.Section(r)
+	fsys, err := fat.Open(vol, vol.Size())
+	if err != nil {
+		return err
+	}
+	ukiData, name, err := espUKI(fsys)
 	if err == nil {
 		im.efi = true
 		im.layer("GPT EFI system partition")
 		im.layer("FAT " + name)
-		return im.uki(bytes.NewReader(uki))
+		return im.uki(bytes.NewReader(ukiData), int64(len(ukiData)))
 	}
 	if !im.bios {
 		return err
 	}
-	fsys, ferr := fatFS(part)
-	if ferr != nil {
-		return ferr
-	}
 	const initrdPath = "KEEL/INITRD.IMG"
-	initrd, ierr := fsys.ReadFile("/" + initrdPath)
+	initrd, ierr := fsys.ReadFile(initrdPath)
 	if ierr != nil {
 		return fmt.Errorf("%w, nor %s for GRUB", err, initrdPath)
 	}
 	im.layer("GPT boot partition")
 	im.layer("FAT " + initrdPath)
 	return im.initramfs(io.NewSectionReader(bytes.NewReader(initrd), 0, int64(len(initrd))), initrdPath)
+}
+
+// bootPartition finds the EFI system partition of a GPT disk or, on a
+// disk without one (booting only through a BIOS), the first partition.
+func bootPartition(r io.ReaderAt, size int64) (disk.Part, error) {
+	parts, err := disk.ReadGPT(r, size)
+	if err != nil {
+		return disk.Part{}, err
+	}
+	if p, ok := parts.ByType(disk.TypeESP); ok {
+		return p, nil
+	}
+	if len(parts) == 0 {
+		return disk.Part{}, errors.New("GPT: no partitions")
+	}
+	return parts[0], nil
 }
 
 // hasBootCode reports whether the MBR carries boot code (keel's BIOS
@@ -309,17 +340,45 @@ func hasBootCode(r io.ReaderAt) bool {
 	return !allZero(code[:])
 }
 
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// espUKI reads the UKI from a FAT volume: the removable-media boot path
+// keel writes, EFI/BOOT/BOOTX64.EFI or BOOTAA64.EFI.
+func espUKI(fsys *fat.FS) ([]byte, string, error) {
+	for _, name := range []string{"EFI/BOOT/BOOTX64.EFI", "EFI/BOOT/BOOTAA64.EFI"} {
+		if data, err := fsys.ReadFile(name); err == nil {
+			return data, name, nil
+		}
+	}
+	return nil, "", errors.New("FAT: no EFI/BOOT/BOOTX64.EFI or EFI/BOOT/BOOTAA64.EFI")
+}
+
 func (im *Image) fat(vol *io.SectionReader) error {
-	uki, name, err := espUKI(vol)
+	fsys, err := fat.Open(vol, vol.Size())
+	if err != nil {
+		return err
+	}
+	ukiData, name, err := espUKI(fsys)
 	if err != nil {
 		return err
 	}
 	im.layer("FAT " + name)
-	return im.uki(bytes.NewReader(uki))
+	return im.uki(bytes.NewReader(ukiData), int64(len(ukiData)))
 }
 
-func (im *Image) uki(r io.ReaderAt) error {
-	initrd, err := ukiInitrd(r)
+func (im *Image) uki(r io.ReaderAt, size int64) error {
+	u, err := uki.Open(r, size)
+	if err != nil {
+		return err
+	}
+	initrd, err := u.Section(".initrd")
 	if err != nil {
 		return err
 	}
@@ -332,7 +391,7 @@ func (im *Image) uki(r io.ReaderAt) error {
 func (im *Image) initramfs(r *io.SectionReader, what string) error {
 	var head [8]byte
 	n, _ := r.ReadAt(head[:], 0)
-	codec, ok := codecOf(head[:n])
+	codec, ok := initramfs.Detect(head[:n])
 	if !ok {
 		return errors.New(what + ": not a zstd, gzip or newc cpio archive")
 	}
@@ -340,15 +399,11 @@ func (im *Image) initramfs(r *io.SectionReader, what string) error {
 	return nil
 }
 
-func (im *Image) cpio(r *io.SectionReader, codec string) {
-	im.layer("cpio (" + codec + ")")
+func (im *Image) cpio(r *io.SectionReader, codec initramfs.Compression) {
+	im.layer("cpio (" + codec.String() + ")")
 	im.kind = rootCPIO
-	im.open = func() (io.Reader, func(), error) {
-		if _, err := r.Seek(0, io.SeekStart); err != nil {
-			return nil, nil, err
-		}
-		d, closer, err := decompress(r)
-		return d, closer, err
+	im.open = func() (io.ReadCloser, error) {
+		return initramfs.Decompress(io.NewSectionReader(r, 0, r.Size()))
 	}
 }
 
@@ -371,11 +426,11 @@ func (im *Image) ReadFiles(names ...string) (files map[string][]byte, links map[
 	if len(c.want) == 0 {
 		return c.files, c.links, nil
 	}
-	r, closer, err := im.open()
+	r, err := im.open()
 	if err != nil {
 		return nil, nil, err
 	}
-	defer closer()
+	defer r.Close()
 	if im.kind == rootTar {
 		err = scanTar(r, c)
 	} else {

@@ -5,25 +5,20 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/binary"
-	"io"
 	"os"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"testing"
 
 	"github.com/keelos/keel/internal/fuzzpatch"
 	"github.com/keelos/keel/internal/imageread/imagetest"
 	"github.com/keelos/keel/internal/initramfs"
-	"github.com/keelos/keel/internal/iso9660"
-	"github.com/keelos/keel/internal/qcow2"
 	"github.com/keelos/keel/internal/uki"
 )
 
-// Readers of images that `keel inspect` may be given by anyone: each
-// fuzz target checks that no input makes them panic, read more than
-// io.ReaderAt allows, or allocate far more than the input holds; where
-// keel has a writer, that its output reads back.
+// Images that `keel inspect` may be given by anyone: the fuzz targets
+// check that no input makes the chain of readers panic or allocate far
+// more than the input holds. Each reader's own targets live beside it
+// (internal/initramfs, qcow2, disk, iso9660, uki).
 
 // wanted are the names the fuzz targets ask the readers for.
 var wanted = []string{"etc/keel/build.toml", "init", "usr/bin/same-as-toml", "bin/sh"}
@@ -37,159 +32,14 @@ var smallFiles = map[string]string{
 	"usr/bin/same-as-toml": "name = \"host\"\n", // a hard link in the cpio
 }
 
-// allocated returns how many bytes f allocated.
-func allocated(f func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
-
-// checkReads reads windows of r, a disk of size bytes, and fails on a
-// read that breaks io.ReaderAt's contract.
-func checkReads(t *testing.T, r io.ReaderAt, size int64) {
-	t.Helper()
-	buf := make([]byte, 64<<10+333)
-	for _, off := range []int64{0, size / 2, size - 100, size} {
-		if off < 0 {
-			continue
-		}
-		n, err := r.ReadAt(buf, off)
-		if n < 0 || n > len(buf) || (n < len(buf) && err == nil) {
-			t.Fatalf("ReadAt(%d bytes at %d) of a %d-byte disk = %d, %v", len(buf), off, size, n, err)
-		}
-	}
-}
-
 // cpioOf is files archived by keel's initramfs writer, uncompressed.
 func cpioOf(t testing.TB, files map[string]string) []byte {
 	t.Helper()
-	root, err := imagetest.Tree(filepath.Join(t.TempDir(), "store"), files)
+	b, err := imagetest.CPIO(t.TempDir(), files)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b bytes.Buffer
-	if err := initramfs.WriteCPIO(&b, root, imagetest.Epoch.Unix()); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-// FuzzScanCPIO checks the newc reader: it keeps only the names asked for,
-// and what it allocates is bounded by the input, not by the sizes its
-// headers claim.
-func FuzzScanCPIO(f *testing.F) {
-	f.Add(cpioOf(f, smallFiles))
-	f.Add([]byte("070701"))
-	// A wanted file whose header claims 256 MiB that the archive lacks.
-	f.Add([]byte("070701" + "00000001" + "000081A4" + "00000000" + "00000000" + "00000001" + "00000000" +
-		"0FFFFFFF" + strings.Repeat("00000000", 4) + "00000005" + "00000000" + "init\x00\x00"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		c := newCollector(wanted)
-		var err error
-		n := allocated(func() { err = scanCPIO(bytes.NewReader(data), c) })
-		if limit := uint64(16*len(data) + 1<<20); n > limit {
-			t.Fatalf("%d bytes of input: %d bytes allocated, more than %d", len(data), n, limit)
-		}
-		if err != nil {
-			return
-		}
-		for name := range c.files {
-			if !c.want[name] {
-				t.Fatalf("unwanted %q kept", name)
-			}
-		}
-		for name := range c.links {
-			if !c.want[name] {
-				t.Fatalf("unwanted link %q kept", name)
-			}
-		}
-	})
-}
-
-// FuzzCPIORoundTrip checks that a file archived by keel's initramfs
-// writer is read back unchanged, hard-linked or not.
-func FuzzCPIORoundTrip(f *testing.F) {
-	f.Add("etc/keel/build.toml", []byte("name = \"host\"\n"))
-	f.Add("bin/sh", []byte{})
-	f.Add("init", []byte("#!init\n"))
-	f.Fuzz(func(t *testing.T, name string, content []byte) {
-		files := map[string]string{"etc/keel/build.toml": "x", "init": "#!init\n", name: string(content)}
-		root, err := imagetest.Tree(filepath.Join(t.TempDir(), "store"), files)
-		if err != nil {
-			return // not a name a tree can hold
-		}
-		var b bytes.Buffer
-		if err := initramfs.WriteCPIO(&b, root, 0); err != nil {
-			return
-		}
-		c := newCollector([]string{name})
-		if err := scanCPIO(&b, c); err != nil {
-			t.Fatalf("%q: %v", name, err)
-		}
-		if got, ok := c.files[cleanName(name)]; !ok || !bytes.Equal(got, content) {
-			t.Fatalf("%q: read back %q (found %v), want %q", name, got, ok, content)
-		}
-	})
-}
-
-// qcow2Of is a disk with data in two clusters, written by keel's writer.
-func qcow2Of(t testing.TB) []byte {
-	disk := make([]byte, 3<<20)
-	copy(disk[100:], "first cluster")
-	copy(disk[2<<20+5:], "a later one")
-	var b bytes.Buffer
-	if err := qcow2.Write(&b, bytes.NewReader(disk), int64(len(disk))); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-// FuzzQcow2 mutates the header, the L1 table and the first L2 table of a
-// qcow2 image, and truncates it.
-func FuzzQcow2(f *testing.F) {
-	img := qcow2Of(f)
-	be := binary.BigEndian
-	l1 := int(be.Uint64(img[40:]))
-	l2 := int(be.Uint64(img[l1:]) & qcowOffsetMask)
-	rs := fuzzpatch.Regions(0, 104, l1, 64, l2, 128)
-	f.Add(fuzzpatch.Seed(img, rs), uint16(0))
-	f.Fuzz(func(t *testing.T, data []byte, cut uint16) {
-		im := fuzzpatch.Apply(img, rs, data, cut)
-		q, err := NewQcow2(im)
-		if err != nil {
-			return
-		}
-		checkReads(t, q, q.Size())
-	})
-}
-
-// FuzzQcow2RoundTrip checks that keel's qcow2 writer and this reader
-// agree on every disk.
-func FuzzQcow2RoundTrip(f *testing.F) {
-	f.Add([]byte("disk"), uint32(0))
-	f.Add(bytes.Repeat([]byte{1}, 70000), uint32(1<<20))
-	f.Fuzz(func(t *testing.T, data []byte, at uint32) {
-		// The data lands at any offset of a disk of up to 4 MiB.
-		disk := make([]byte, int(at%(4<<20))+len(data))
-		copy(disk[at%(4<<20):], data)
-		var b bytes.Buffer
-		if err := qcow2.Write(&b, bytes.NewReader(disk), int64(len(disk))); err != nil {
-			t.Fatal(err)
-		}
-		q, err := NewQcow2(bytes.NewReader(b.Bytes()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := make([]byte, q.Size())
-		if n, err := q.ReadAt(got, 0); n != len(got) || (err != nil && err != io.EOF) {
-			t.Fatalf("read %d of %d: %v", n, len(got), err)
-		}
-		if int64(len(disk)) != q.Size() || !bytes.Equal(got, disk) {
-			t.Fatalf("disk of %d bytes read back as %d bytes, or differs", len(disk), q.Size())
-		}
-	})
+	return b
 }
 
 // ukiOf is a UKI of imagetest's stub holding initrd.
@@ -201,64 +51,6 @@ func ukiOf(t testing.TB, initrd []byte) []byte {
 	return b.Bytes()
 }
 
-// FuzzUKIInitrd checks that the .initrd section found lies inside the
-// file, whatever its PE headers say.
-func FuzzUKIInitrd(f *testing.F) {
-	f.Add(ukiOf(f, cpioOf(f, smallFiles)))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		sec, err := ukiInitrd(bytes.NewReader(data))
-		if err != nil {
-			return
-		}
-		_, off, n := sec.Outer()
-		if off < 0 || n < 0 {
-			t.Fatalf(".initrd at %d, %d bytes", off, n)
-		}
-		if _, err := io.Copy(io.Discard, sec); err != nil && off+n <= int64(len(data)) {
-			t.Fatalf(".initrd at %d, %d bytes of %d: %v", off, n, len(data), err)
-		}
-	})
-}
-
-// isoOf is an ISO 9660 image holding EFI/BOOT/EFIBOOT.IMG and
-// ISOLINUX/ISOLINUX.BIN, without its 32 KiB system area: isoFile does not
-// read it, and the fuzzer need not carry it.
-func isoOf(t testing.TB) []byte {
-	file := func(p, content string) iso9660.File {
-		return iso9660.File{Path: p, Size: int64(len(content)), Open: func() (io.ReadCloser, error) {
-			return io.NopCloser(strings.NewReader(content)), nil
-		}}
-	}
-	var b bytes.Buffer
-	err := iso9660.Write(&b, iso9660.Options{
-		VolumeID: "TEST",
-		Files:    []iso9660.File{file("EFI/BOOT/EFIBOOT.IMG", "fat"), file("ISOLINUX/ISOLINUX.BIN", "bios"), file("BOOT/INITRD.IMG", "070701")},
-		Epoch:    imagetest.Epoch,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()[16*2048:]
-}
-
-// FuzzISOFile checks that a file found in an ISO lies inside it.
-func FuzzISOFile(f *testing.F) {
-	f.Add(isoOf(f))
-	systemArea := make([]byte, 16*2048)
-	f.Fuzz(func(t *testing.T, data []byte) {
-		img := append(systemArea[:len(systemArea):len(systemArea)], data...)
-		for _, name := range []string{"EFI/BOOT/EFIBOOT.IMG", "ISOLINUX/ISOLINUX.BIN", "BOOT/INITRD.IMG"} {
-			sec, err := isoFile(bytes.NewReader(img), int64(len(img)), name)
-			if err != nil {
-				continue
-			}
-			if _, off, n := sec.Outer(); off < 0 || n < 0 || off+n > int64(len(img)) {
-				t.Fatalf("%s at %d, %d bytes, in a %d-byte image", name, off, n, len(img))
-			}
-		}
-	})
-}
-
 // FuzzDisk mutates the GPT, the FAT boot sector and tables of the EFI
 // system partition of a raw EFI disk, and reads the root out of the UKI
 // on it, as keel inspect does.
@@ -268,11 +60,11 @@ func FuzzDisk(f *testing.F) {
 		f.Fatal(err)
 	}
 	img := readFile(f, p)
-	esp, err := gptESP(bytes.NewReader(img), int64(len(img)))
+	esp, err := bootPartition(bytes.NewReader(img), int64(len(img)))
 	if err != nil {
 		f.Fatal(err)
 	}
-	_, espOff, _ := esp.Outer()
+	espOff := esp.Start
 	le := binary.LittleEndian
 	bs := img[espOff:]
 	reserved, fats, rootEntries := int(le.Uint16(bs[14:])), int(bs[16]), int(le.Uint16(bs[17:]))
@@ -314,7 +106,7 @@ func FuzzLocate(f *testing.F) {
 		im := &Image{}
 		var err error
 		// Locating inflates at most a GCE disk's first MiB.
-		n := allocated(func() { err = im.locate(bytes.NewReader(data), int64(len(data))) })
+		n := imagetest.Allocated(func() { err = im.locate(bytes.NewReader(data), int64(len(data))) })
 		if limit := uint64(64<<20 + 1024*len(data)); n > limit {
 			t.Fatalf("%d bytes of input: %d bytes allocated locating the root, more than %d", len(data), n, limit)
 		}
@@ -352,7 +144,7 @@ func readRoot(t *testing.T, im *Image) {
 	t.Helper()
 	var files map[string][]byte
 	var links map[string]string
-	n := allocated(func() { files, links, _ = im.ReadFiles(wanted...) })
+	n := imagetest.Allocated(func() { files, links, _ = im.ReadFiles(wanted...) })
 	if limit := uint64(len(wanted))*maxFile + 64<<20; n > limit {
 		t.Fatalf("%d bytes allocated reading %d files", n, len(wanted))
 	}

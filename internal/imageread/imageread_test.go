@@ -3,9 +3,7 @@ package imageread
 import (
 	"bytes"
 	"errors"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -91,92 +89,6 @@ func TestNotAnImage(t *testing.T) {
 	os.WriteFile(p, []byte("hello, world"), 0o644)
 	if _, err := Open(p); !errors.Is(err, ErrNotImage) {
 		t.Fatalf("got %v, want ErrNotImage", err)
-	}
-}
-
-func readAll(t *testing.T, r io.ReaderAt, size int64) []byte {
-	t.Helper()
-	buf := make([]byte, size)
-	if n, err := r.ReadAt(buf, 0); n != len(buf) {
-		t.Fatalf("read %d of %d: %v", n, size, err)
-	}
-	return buf
-}
-
-// TestQcow2MatchesQemuImg compares the reader with qemu-img, on keel's own
-// qcow2 and on one qemu-img wrote (whose layout keel's writer does not
-// share: other allocation order, zero clusters).
-func TestQcow2MatchesQemuImg(t *testing.T) {
-	qemuImg, err := exec.LookPath("qemu-img")
-	if err != nil {
-		t.Skip("qemu-img not installed")
-	}
-	outs := outputs(t)
-	dir := t.TempDir()
-	raw, err := os.ReadFile(outs[FormatRawEFI])
-	if err != nil {
-		t.Fatal(err)
-	}
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(qemuImg, args...).CombinedOutput(); err != nil {
-			t.Fatalf("qemu-img %v: %v\n%s", args, err, out)
-		}
-	}
-	ours := outs[FormatQcow2EFI]
-	theirs := filepath.Join(dir, "theirs.qcow2")
-	run("convert", "-f", "raw", "-O", "qcow2", outs[FormatRawEFI], theirs)
-	for _, p := range []string{ours, theirs} {
-		conv := filepath.Join(dir, "conv.raw")
-		run("convert", "-f", "qcow2", "-O", "raw", p, conv)
-		want, err := os.ReadFile(conv)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(want, raw) {
-			t.Fatalf("%s: qemu-img's raw differs from the original", p)
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q, err := NewQcow2(f)
-		if err != nil {
-			f.Close()
-			t.Fatalf("%s: %v", p, err)
-		}
-		if q.Size() != int64(len(want)) {
-			t.Fatalf("%s: size %d, qemu-img gives %d", p, q.Size(), len(want))
-		}
-		if got := readAll(t, q, q.Size()); !bytes.Equal(got, want) {
-			t.Fatalf("%s: reader output differs from qemu-img convert -O raw", p)
-		}
-		// Unaligned reads across cluster boundaries and past the end.
-		part := make([]byte, 100000)
-		if n, err := q.ReadAt(part, 65536-7); n != len(part) || err != nil || !bytes.Equal(part, want[65536-7:65536-7+len(part)]) {
-			t.Fatalf("%s: unaligned read: %d %v", p, n, err)
-		}
-		if n, err := q.ReadAt(part, q.Size()-10); n != 10 || err != io.EOF {
-			t.Fatalf("%s: read past end: %d %v", p, n, err)
-		}
-		f.Close()
-	}
-}
-
-func TestSectionNamed(t *testing.T) {
-	for _, c := range []struct {
-		field string
-		want  bool
-	}{
-		{".initrd\x00", true},
-		{".initrd\x1f", true}, // arm64 NOP padding left in the name field
-		{".initrd2", false},
-		{".initr\x00\x00", false},
-		{".linux\x00\x00", false},
-	} {
-		if got := sectionNamed([]byte(c.field), ".initrd"); got != c.want {
-			t.Errorf("%q: %v, want %v", c.field, got, c.want)
-		}
 	}
 }
 

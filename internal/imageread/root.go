@@ -2,17 +2,13 @@ package imageread
 
 import (
 	"archive/tar"
-	"bufio"
-	"bytes"
-	"compress/gzip"
-	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path"
-	"strconv"
 	"strings"
 
-	"github.com/klauspost/compress/zstd"
+	"github.com/keelos/keel/internal/initramfs"
 )
 
 // maxFile bounds what ReadFiles holds in memory for one file.
@@ -65,101 +61,19 @@ func readLimited(r io.Reader, size int64, name string) ([]byte, error) {
 	return buf, nil
 }
 
-// codecOf names the compression of an initramfs from its first bytes:
-// the codecs keel can write (zstd, gzip) or none; ok is false for
-// anything else.
-func codecOf(magic []byte) (codec string, ok bool) {
-	switch {
-	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		return "zstd", true
-	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
-		return "gzip", true
-	case bytes.HasPrefix(magic, []byte("070701")), bytes.HasPrefix(magic, []byte("070702")):
-		return "none", true
-	}
-	return "", false
-}
-
-// decompress returns the plain cpio stream of an initramfs.
-func decompress(r io.Reader) (io.Reader, func(), error) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	magic, _ := br.Peek(6)
-	codec, _ := codecOf(magic)
-	switch codec {
-	case "zstd":
-		// One goroutine and little memory: the machine may be busy
-		// booting images.
-		d, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
-		if err != nil {
-			return nil, nil, fmt.Errorf("zstd: %w", err)
-		}
-		return d, d.Close, nil
-	case "gzip":
-		z, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, nil, fmt.Errorf("gzip: %w", err)
-		}
-		return z, func() { z.Close() }, nil
-	case "none":
-		return br, func() {}, nil
-	}
-	return nil, nil, errors.New("not a zstd, gzip or newc cpio archive")
-}
-
 // scanCPIO reads a newc cpio stream (the format Linux unpacks into the
 // initramfs). It streams instead of using a random-access reader such as
 // u-root's pkg/cpio, so a compressed initramfs of hundreds of MiB never
 // sits in memory; only the wanted files are kept.
 func scanCPIO(r io.Reader, c *collector) error {
-	br := bufio.NewReaderSize(r, 64<<10)
-	var off int64
-	skip := func(n int64) error {
-		k, err := io.CopyN(io.Discard, br, n)
-		off += k
-		return err
-	}
-	pad := func() error { return skip((4 - off%4) % 4) }
+	cr := initramfs.NewReader(r)
 	// Hard links: internal/initramfs stores the data with the last name of
 	// a link set and size 0 with the others, so a wanted name that came
 	// without data takes it from a later entry with the same inode.
-	pending := map[uint64][]string{}
-	var hdr [110]byte
+	pending := map[uint32][]string{}
 	for {
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			if err == io.EOF && off > 0 {
-				return errors.New("cpio: no TRAILER!!! record")
-			}
-			return fmt.Errorf("cpio: read header at %d: %w", off, err)
-		}
-		off += int64(len(hdr))
-		if m := string(hdr[:6]); m != "070701" && m != "070702" {
-			return fmt.Errorf("cpio: bad magic %q at offset %d", m, off-110)
-		}
-		field := func(i int) (uint64, error) {
-			return strconv.ParseUint(string(hdr[6+8*i:14+8*i]), 16, 32)
-		}
-		var f [13]uint64
-		for i := range f {
-			v, err := field(i)
-			if err != nil {
-				return fmt.Errorf("cpio: bad header field at offset %d: %w", off-110, err)
-			}
-			f[i] = v
-		}
-		ino, mode, nlink, size, namesize := f[0], f[1], f[4], int64(f[6]), int64(f[11])
-		if namesize == 0 || namesize > 4096 {
-			return fmt.Errorf("cpio: bad name size %d at offset %d", namesize, off-110)
-		}
-		nameb := make([]byte, namesize)
-		if _, err := io.ReadFull(br, nameb); err != nil {
-			return fmt.Errorf("cpio: read name: %w", err)
-		}
-		off += namesize
-		name := string(bytes.TrimRight(nameb, "\x00"))
-		if err := pad(); err != nil {
-			return fmt.Errorf("cpio: %w", err)
-		}
-		if name == "TRAILER!!!" {
+		h, err := cr.Next()
+		if err == io.EOF {
 			// A link set of empty files has no member with data.
 			for _, names := range pending {
 				for _, n := range names {
@@ -168,42 +82,32 @@ func scanCPIO(r io.Reader, c *collector) error {
 			}
 			return nil
 		}
-		name = cleanName(name)
-		const sIFMT, sIFREG, sIFLNK = 0o170000, 0o100000, 0o120000
+		if err != nil {
+			return err
+		}
+		name := cleanName(h.Name)
 		wanted := c.want[name]
 		switch {
-		case mode&sIFMT == sIFREG && (wanted || len(pending[ino]) > 0) && (size > 0 || nlink <= 1):
-			data, err := readLimited(br, size, name)
+		case h.Mode.IsRegular() && (wanted || len(pending[h.Ino]) > 0) && (h.Size > 0 || h.Nlink <= 1):
+			data, err := readLimited(cr, h.Size, name)
 			if err != nil {
 				return fmt.Errorf("cpio: %w", err)
 			}
-			off += size
 			if wanted {
 				c.files[name] = data
 			}
-			for _, n := range pending[ino] {
+			for _, n := range pending[h.Ino] {
 				c.files[n] = data
 			}
-			delete(pending, ino)
-		case mode&sIFMT == sIFREG && wanted:
-			pending[ino] = append(pending[ino], name) // data comes later
-			if err := skip(size); err != nil {
-				return fmt.Errorf("cpio: %w", err)
-			}
-		case mode&sIFMT == sIFLNK && wanted:
-			target, err := readLimited(br, size, name)
+			delete(pending, h.Ino)
+		case h.Mode.IsRegular() && wanted:
+			pending[h.Ino] = append(pending[h.Ino], name) // data comes later
+		case h.Mode&fs.ModeSymlink != 0 && wanted:
+			target, err := readLimited(cr, h.Size, name)
 			if err != nil {
 				return fmt.Errorf("cpio: %w", err)
 			}
-			off += size
 			c.links[name] = string(target)
-		default:
-			if err := skip(size); err != nil {
-				return fmt.Errorf("cpio: %s: %w", name, err)
-			}
-		}
-		if err := pad(); err != nil {
-			return fmt.Errorf("cpio: %w", err)
 		}
 		if c.done() {
 			return nil

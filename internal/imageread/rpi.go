@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/keelos/keel/internal/fat"
 )
 
 // FormatRPi is the Raspberry Pi boot disk (internal/rpi).
@@ -32,12 +34,12 @@ func (im *Image) rpi(r io.ReaderAt, size int64) error {
 	if start <= 0 || n <= 0 || start+n > size {
 		return fmt.Errorf("MBR: partition 1 (%d+%d) outside the %d-byte disk", start, n, size)
 	}
-	fsys, err := fatFS(io.NewSectionReader(r, start, n))
+	fsys, err := fat.Open(io.NewSectionReader(r, start, n), n)
 	if err != nil {
 		return err
 	}
 	const initrdPath = "initrd.img"
-	initrd, err := fsys.ReadFile("/" + initrdPath)
+	initrd, err := fsys.ReadFile(initrdPath)
 	if err != nil {
 		return errors.Join(fmt.Errorf("FAT: no %s on the Raspberry Pi boot partition", initrdPath), err)
 	}

@@ -1,13 +1,11 @@
 package imageread
 
 import (
-	"bytes"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/keelos/keel/internal/fat"
+	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/rpi"
 )
 
@@ -19,18 +17,13 @@ func TestReadRPi(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := func(name string, data []byte) fat.File {
-		return fat.File{Path: name, Size: int64(len(data)), Open: func() (io.ReadCloser, error) {
-			return io.NopCloser(bytes.NewReader(data)), nil
-		}}
-	}
 	p := filepath.Join(t.TempDir(), "host-arm64-rpi.img")
 	f, err := os.Create(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = rpi.WriteDisk(f, rpi.Options{Seed: "t", Files: []fat.File{
-		file(rpi.ConfigName, rpi.Config("host")), file(rpi.InitrdName, initrd), file(rpi.KernelName, []byte("kernel")),
+	err = rpi.WriteDisk(f, rpi.Options{Seed: "t", Files: fstree.MemFiles{
+		{Path: rpi.ConfigName, Data: rpi.Config("host")}, {Path: rpi.InitrdName, Data: initrd}, {Path: rpi.KernelName, Data: []byte("kernel")},
 	}})
 	f.Close()
 	if err != nil {

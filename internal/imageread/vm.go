@@ -75,12 +75,11 @@ func gceDisk(r io.ReaderAt, size int64) (io.ReaderAt, int64, error) {
 	if _, err := io.ReadFull(tr, buf); err != nil {
 		return nil, 0, fmt.Errorf("gce: disk.raw: %w", err)
 	}
-	esp, err := gptESP(bytes.NewReader(buf), h.Size)
+	esp, err := bootPartition(bytes.NewReader(buf), h.Size)
 	if err != nil {
 		return nil, 0, fmt.Errorf("gce: disk.raw: %w", err)
 	}
-	_, off, n := esp.Outer()
-	end := off + n
+	end := esp.Start + esp.Size
 	if end > maxGCEPrefix {
 		return nil, 0, fmt.Errorf("gce: disk.raw: EFI system partition ends at %d bytes, past what keel reads", end)
 	}

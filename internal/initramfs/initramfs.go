@@ -1,5 +1,5 @@
-// Package initramfs writes a root file tree as a Linux initramfs: a newc
-// ("070701") cpio archive, optionally compressed.
+// Package initramfs writes a root file tree as a Linux initramfs, a newc
+// ("070701") cpio archive, optionally compressed, and reads one back.
 //
 // The archive is reproducible byte for byte: entries keep the tree's order,
 // inode numbers count up from 1 in that order, and every mtime is the same
@@ -19,9 +19,6 @@ import (
 
 	"github.com/keelos/keel/internal/fstree"
 )
-
-// Source is the tree to archive; *fstree.Tree satisfies it.
-type Source = fstree.Source
 
 // Compression selects the codec wrapped around the cpio archive.
 type Compression int
@@ -51,12 +48,12 @@ func (c Compression) String() string {
 const zstdWindow = 8 << 20
 
 // Write archives src as a compressed newc cpio on w, with every mtime 0.
-func Write(w io.Writer, src Source, c Compression) error {
+func Write(w io.Writer, src fstree.Source, c Compression) error {
 	return WriteEpoch(w, src, c, 0)
 }
 
 // WriteEpoch is Write with every mtime set to epoch (seconds since 1970).
-func WriteEpoch(w io.Writer, src Source, c Compression, epoch int64) error {
+func WriteEpoch(w io.Writer, src fstree.Source, c Compression, epoch int64) error {
 	switch c {
 	case None:
 		return WriteCPIO(w, src, epoch)
@@ -95,7 +92,7 @@ type linkKey struct {
 }
 
 // WriteCPIO writes the uncompressed newc archive of src on w.
-func WriteCPIO(w io.Writer, src Source, epoch int64) error {
+func WriteCPIO(w io.Writer, src fstree.Source, epoch int64) error {
 	entries := src.Entries()
 
 	// First pass: hard-link sets and inode numbers. The kernel (and GNU cpio)
@@ -180,32 +177,26 @@ func WriteCPIO(w io.Writer, src Source, epoch int64) error {
 	return cw.header(header{name: "TRAILER!!!", nlink: 1})
 }
 
+// unixTypes pairs the file types of fs.FileMode with the type bits of a
+// Unix mode word.
+var unixTypes = []struct {
+	t fs.FileMode
+	u uint32
+}{
+	{0, 0o100000},
+	{fs.ModeDir, 0o040000},
+	{fs.ModeSymlink, 0o120000},
+	{fs.ModeDevice, 0o060000},
+	{fs.ModeDevice | fs.ModeCharDevice, 0o020000},
+	{fs.ModeNamedPipe, 0o010000},
+	{fs.ModeSocket, 0o140000},
+}
+
 func unixMode(m fs.FileMode) (uint32, error) {
-	const (
-		sIFSOCK = 0o140000
-		sIFLNK  = 0o120000
-		sIFREG  = 0o100000
-		sIFBLK  = 0o060000
-		sIFDIR  = 0o040000
-		sIFCHR  = 0o020000
-		sIFIFO  = 0o010000
-	)
-	u := fstree.UnixPerm(m)
-	switch m.Type() {
-	case 0:
-		return u | sIFREG, nil
-	case fs.ModeDir:
-		return u | sIFDIR, nil
-	case fs.ModeSymlink:
-		return u | sIFLNK, nil
-	case fs.ModeDevice:
-		return u | sIFBLK, nil
-	case fs.ModeDevice | fs.ModeCharDevice:
-		return u | sIFCHR, nil
-	case fs.ModeNamedPipe:
-		return u | sIFIFO, nil
-	case fs.ModeSocket:
-		return u | sIFSOCK, nil
+	for _, t := range unixTypes {
+		if m.Type() == t.t {
+			return fstree.UnixPerm(m) | t.u, nil
+		}
 	}
 	return 0, fmt.Errorf("unsupported file type %v", m.Type())
 }

@@ -63,7 +63,7 @@ func sampleTree() *memTree {
 	return m
 }
 
-func write(t *testing.T, src Source, c Compression) []byte {
+func write(t *testing.T, src fstree.Source, c Compression) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := Write(&buf, src, c); err != nil {

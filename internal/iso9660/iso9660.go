@@ -1,5 +1,5 @@
 // Package iso9660 writes ISO 9660 images with El Torito boot entries, in one
-// sequential pass.
+// sequential pass, and reads their directories and boot catalogs back.
 //
 // Everything but file contents is laid out before the first byte is written,
 // so the writer streams. Names are ISO 9660 level 2 (upper case, digits, '_'
@@ -20,26 +20,22 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/keelos/keel/internal/fstree"
 )
 
 // SectorSize is the ISO 9660 logical block size.
 const SectorSize = 2048
 
-// File is one file of the image.
-type File struct {
-	Path string // slash-separated, relative
-	Size int64
-	Open func() (io.ReadCloser, error)
-}
-
 // Options describe the image.
 type Options struct {
 	VolumeID string // d-characters, up to 32
-	Files    []File
-	// EFIBootImage is the Path of a file in Files holding a FAT image: it
+	// Files are the regular files and directories of the image.
+	Files fstree.Source
+	// EFIBootImage is the path of a file in Files holding a FAT image: it
 	// becomes a no-emulation El Torito entry for platform 0xEF.
 	EFIBootImage string
-	// BIOSBootImage is the Path of a no-emulation x86 boot file (isolinux.bin).
+	// BIOSBootImage is the path of a no-emulation x86 boot file (isolinux.bin).
 	BIOSBootImage string
 	// BootInfoTable patches the El Torito boot info table into the BIOS
 	// boot file, as isolinux expects (mkisofs -boot-info-table).
@@ -81,7 +77,9 @@ type dir struct {
 }
 
 type file struct {
-	File
+	e       *fstree.Entry
+	Path    string // cleaned
+	Size    int64
 	isoName string
 	lba     uint32
 }
@@ -190,10 +188,23 @@ func plan(opts Options) (*image, error) {
 		dirsByPath[p] = d
 		return d, nil
 	}
-	for _, f := range opts.Files {
+	var entries []*fstree.Entry
+	if opts.Files != nil {
+		entries = opts.Files.Entries()
+	}
+	for _, f := range entries {
 		p := strings.TrimPrefix(path.Clean("/"+f.Path), "/")
 		if p == "" {
 			return nil, fmt.Errorf("iso9660: empty file path")
+		}
+		if f.Mode.IsDir() {
+			if _, err := mkdir(p); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if !f.Mode.IsRegular() {
+			return nil, fmt.Errorf("iso9660: %s: a %v, but the image holds only files and directories", p, f.Mode.Type())
 		}
 		if f.Size < 0 || f.Size > 0xffffffff {
 			return nil, fmt.Errorf("iso9660: %s: size %d needs multi-extent files, not supported", p, f.Size)
@@ -214,8 +225,7 @@ func plan(opts Options) (*image, error) {
 			return nil, fmt.Errorf("iso9660: %s clashes with another name as %s", p, name)
 		}
 		d.children[name] = true
-		fl := &file{File: f, isoName: name}
-		fl.Path = p
+		fl := &file{e: f, Path: p, Size: f.Size, isoName: name}
 		d.files = append(d.files, fl)
 		img.byPath[p] = fl
 	}
@@ -624,7 +634,7 @@ func (zeroReader) Read(p []byte) (int, error) {
 func (img *image) write(w io.Writer) error {
 	cw := &countingWriter{w: w}
 	if img.bios != nil && img.opts.BootInfoTable {
-		rc, err := img.bios.Open()
+		rc, err := img.opts.Files.Open(img.bios.e)
 		if err != nil {
 			return fmt.Errorf("iso9660: open %s: %w", img.bios.Path, err)
 		}
@@ -697,7 +707,7 @@ func (img *image) copyFile(cw *countingWriter, f *file) error {
 	if f == img.bios && img.biosData != nil {
 		return cw.write(img.biosData)
 	}
-	rc, err := f.Open()
+	rc, err := img.opts.Files.Open(f.e)
 	if err != nil {
 		return fmt.Errorf("iso9660: open %s: %w", f.Path, err)
 	}

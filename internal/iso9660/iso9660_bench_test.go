@@ -1,19 +1,20 @@
 package iso9660
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"testing"
 	"time"
+
+	"github.com/keelos/keel/internal/fstree"
 )
 
 // benchmarkWrite writes an image to io.Discard and reports MB/s of file
 // content.
 func benchmarkWrite(b *testing.B, o Options) {
 	var content int64
-	for _, f := range o.Files {
-		content += f.Size
+	for _, e := range o.Files.Entries() {
+		content += e.Size
 	}
 	iters := 0
 	start := time.Now()
@@ -31,24 +32,18 @@ func benchmarkWrite(b *testing.B, o Options) {
 func BenchmarkWriteEFIBoot(b *testing.B) {
 	benchmarkWrite(b, Options{
 		VolumeID:     "BENCH",
-		Files:        []File{benchFile("EFI/BOOT/EFIBOOT.IMG", benchPattern(56<<20, 5))},
+		Files:        fstree.MemFiles{{Path: "EFI/BOOT/EFIBOOT.IMG", Data: benchPattern(56<<20, 5)}},
 		EFIBootImage: "EFI/BOOT/EFIBOOT.IMG",
 	})
 }
 
 // BenchmarkWriteManyFiles is a tree of 2000 small files in 20 directories.
 func BenchmarkWriteManyFiles(b *testing.B) {
-	var files []File
+	var files fstree.MemFiles
 	for i := range 2000 {
-		files = append(files, benchFile(fmt.Sprintf("DIR%02d/FILE%04d.BIN", i%20, i), benchPattern(2048+i*13, byte(i))))
+		files = append(files, fstree.MemFile{Path: fmt.Sprintf("DIR%02d/FILE%04d.BIN", i%20, i), Data: benchPattern(2048+i*13, byte(i))})
 	}
 	benchmarkWrite(b, Options{VolumeID: "BENCH", Files: files})
-}
-
-func benchFile(p string, data []byte) File {
-	return File{Path: p, Size: int64(len(data)), Open: func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(data)), nil
-	}}
 }
 
 // benchPattern is n bytes of deterministic data.

@@ -12,14 +12,11 @@ import (
 	"time"
 
 	"github.com/keelos/keel/internal/fat"
+	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/tooltest"
 )
 
-func mem(p string, data []byte) File {
-	return File{Path: p, Size: int64(len(data)), Open: func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(data)), nil
-	}}
-}
+func mem(p string, data []byte) fstree.MemFile { return fstree.MemFile{Path: p, Data: data} }
 
 func pattern(n int, seed byte) []byte {
 	b := make([]byte, n)
@@ -38,9 +35,7 @@ func efiImage(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	files := []fat.File{{Path: "EFI/BOOT/BOOTX64.EFI", Size: 5000, Open: func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(pattern(5000, 9))), nil
-	}}}
+	files := fstree.MemFiles{mem("EFI/BOOT/BOOTX64.EFI", pattern(5000, 9))}
 	if err := fat.Write(f, 0, fat.Size(files), files, fat.Options{Label: "EFIBOOT"}); err != nil {
 		t.Fatal(err)
 	}
@@ -52,13 +47,13 @@ func efiImage(t *testing.T) []byte {
 }
 
 func options(t *testing.T, efi []byte) Options {
-	var many []File
+	var many fstree.MemFiles
 	for i := range 120 { // enough records to span several directory sectors
 		many = append(many, mem(fmt.Sprintf("many/file-number-%03d.txt", i), []byte{byte(i)}))
 	}
 	return Options{
 		VolumeID: "KEEL_TEST",
-		Files: append([]File{
+		Files: append(fstree.MemFiles{
 			mem("boot/efi.img", efi),
 			mem("isolinux/isolinux.bin", pattern(4096+100, 3)),
 			mem("kernel", pattern(3<<20+5, 1)),
@@ -153,7 +148,7 @@ func TestBootInfoTable(t *testing.T) {
 
 func TestEFIOnlyCatalog(t *testing.T) {
 	efi := efiImage(t)
-	data := write(t, Options{VolumeID: "EFI", Files: []File{mem("efi.img", efi)}, EFIBootImage: "efi.img"})
+	data := write(t, Options{VolumeID: "EFI", Files: fstree.MemFiles{mem("efi.img", efi)}, EFIBootImage: "efi.img"})
 	iso := filepath.Join(t.TempDir(), "e.iso")
 	os.WriteFile(iso, data, 0o644)
 	rep := tooltest.Run(t, "xorriso", "-indev", iso, "-report_el_torito", "plain")
@@ -163,7 +158,7 @@ func TestEFIOnlyCatalog(t *testing.T) {
 }
 
 func TestNameClashFails(t *testing.T) {
-	_, err := plan(Options{Files: []File{mem("a-b", nil), mem("A_B", nil)}})
+	_, err := plan(Options{Files: fstree.MemFiles{mem("a-b", nil), mem("A_B", nil)}})
 	if err == nil || !strings.Contains(err.Error(), "clashes") {
 		t.Fatalf("err = %v", err)
 	}

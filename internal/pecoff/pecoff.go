@@ -1,14 +1,15 @@
 // Package pecoff reads where things are in a PE/COFF image file: the
 // checksum field, the certificate table and its directory entry, the
-// section table. Authenticode signing and PCR prediction need these file
-// offsets, which debug/pe does not give, and must check them against
-// the file's length before trusting any of them.
+// section table. Authenticode signing, PCR prediction and the UKI reader
+// and writer need these file offsets, which debug/pe does not give, and
+// must check them against the file's length before trusting any of them.
 package pecoff
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 )
 
 // Section is one section table entry.
@@ -22,9 +23,13 @@ type Section struct {
 
 // Layout is where an image's signing-relevant fields are, as file offsets.
 type Layout struct {
-	ChecksumOffset int // OptionalHeader.CheckSum (4 bytes)
-	CertDirOffset  int // the certificate table's data directory entry (8 bytes)
-	SizeOfHeaders  int
+	// OptionalHeader and SectionTable are where those start, for the
+	// fields Layout does not name; the optional header holds at least
+	// the data directories up to the certificate table's.
+	OptionalHeader, SectionTable int
+	ChecksumOffset               int // OptionalHeader.CheckSum (4 bytes)
+	CertDirOffset                int // the certificate table's data directory entry (8 bytes)
+	SizeOfHeaders                int
 	// CertTable and CertSize are the certificate table's file offset and
 	// size (0, 0 when the image is unsigned).
 	CertTable, CertSize int
@@ -40,12 +45,29 @@ const (
 	// maxSections is the PE format's limit (the section count is 16 bits,
 	// but loaders refuse more than 96).
 	maxSections = 96
+	// maxHeaders bounds what Read reads of a file's headers; real images
+	// have 1 or 4 KiB of them.
+	maxHeaders = 1 << 20
 )
 
 var le = binary.LittleEndian
 
 // Parse reads b's layout, checking every offset it returns lies inside b.
-func Parse(b []byte) (*Layout, error) {
+func Parse(b []byte) (*Layout, error) { return parse(b, int64(len(b))) }
+
+// Read reads the layout of the size-byte image r holds, reading only its
+// headers, and checks every offset it returns lies inside the image.
+func Read(r io.ReaderAt, size int64) (*Layout, error) {
+	head := make([]byte, min(size, maxHeaders))
+	if n, err := r.ReadAt(head, 0); n < len(head) {
+		return nil, fmt.Errorf("read PE headers: %w", err)
+	}
+	return parse(head, size)
+}
+
+// parse reads the layout from b, the first bytes of an image of size
+// bytes: at least its headers.
+func parse(b []byte, size int64) (*Layout, error) {
 	if len(b) < 0x40 || b[0] != 'M' || b[1] != 'Z' {
 		return nil, errors.New("not a PE image: no MZ header")
 	}
@@ -76,6 +98,8 @@ func Parse(b []byte) (*Layout, error) {
 		return nil, errors.New("PE image has no certificate table directory entry")
 	}
 	l := &Layout{
+		OptionalHeader: opt,
+		SectionTable:   opt + optSize,
 		ChecksumOffset: opt + 64,
 		CertDirOffset:  certDir,
 		SizeOfHeaders:  int(le.Uint32(b[opt+60:])),
@@ -83,12 +107,15 @@ func Parse(b []byte) (*Layout, error) {
 		CertSize:       int(le.Uint32(b[certDir+4:])),
 	}
 	table := opt + optSize
+	if len(b) < l.SizeOfHeaders && int64(len(b)) < size {
+		return nil, fmt.Errorf("PE headers of %d bytes: more than %d", l.SizeOfHeaders, len(b))
+	}
 	if table+nsec*sectionHeaderSize > l.SizeOfHeaders || l.SizeOfHeaders > len(b) {
 		return nil, errors.New("PE section table or SizeOfHeaders runs past the headers or the file")
 	}
 	if l.CertSize == 0 {
 		l.CertTable = 0
-	} else if l.CertTable < l.SizeOfHeaders || l.CertTable > len(b) || l.CertSize > len(b)-l.CertTable {
+	} else if int64(l.CertTable) < int64(l.SizeOfHeaders) || int64(l.CertTable) > size || int64(l.CertSize) > size-int64(l.CertTable) {
 		return nil, fmt.Errorf("PE certificate table (%d bytes at %d) lies outside the file", l.CertSize, l.CertTable)
 	}
 	for i := range nsec {
@@ -104,7 +131,7 @@ func Parse(b []byte) (*Layout, error) {
 			RawSize:        le.Uint32(h[16:]),
 			RawOffset:      le.Uint32(h[20:]),
 		}
-		if s.RawSize != 0 && (int(s.RawOffset) < l.SizeOfHeaders || uint64(s.RawOffset)+uint64(s.RawSize) > uint64(len(b))) {
+		if s.RawSize != 0 && (int(s.RawOffset) < l.SizeOfHeaders || int64(s.RawOffset)+int64(s.RawSize) > size) {
 			return nil, fmt.Errorf("PE section %q (%d bytes at %d) lies outside the file", s.Name, s.RawSize, s.RawOffset)
 		}
 		l.Sections = append(l.Sections, s)

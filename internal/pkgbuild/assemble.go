@@ -245,18 +245,11 @@ func addSpecFile(ctx context.Context, t *fstree.Tree, f spec.File) error {
 	uid, gid := int(f.UID), int(f.GID)
 	switch {
 	case f.Directory:
-		mode, err := parseMode(f.Mode, 0o755)
-		if err != nil {
-			return fmt.Errorf("[[file]] %s: %w", f.Path, err)
-		}
-		return t.AddDir(f.Path, mode, uid, gid)
+		return t.AddDir(f.Path, f.Mode.Or(0o755), uid, gid)
 	case f.Symlink != "":
 		return t.AddSymlink(f.Path, f.Symlink, uid, gid)
 	}
-	mode, err := parseMode(f.Mode, 0o644)
-	if err != nil {
-		return fmt.Errorf("[[file]] %s: %w", f.Path, err)
-	}
+	mode := f.Mode.Or(0o644)
 	switch {
 	case f.Contents != nil:
 		return t.AddFile(f.Path, mode, uid, gid, strings.NewReader(*f.Contents))

@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path"
@@ -347,28 +346,6 @@ func (f pathFilter) keep(p string, isDir bool) bool {
 		return true
 	}
 	return isDir && mayContain(f.include, p)
-}
-
-// parseMode reads an octal mode string, with def when empty.
-func parseMode(s string, def fs.FileMode) (fs.FileMode, error) {
-	if s == "" {
-		return def, nil
-	}
-	m, err := strconv.ParseUint(s, 8, 32)
-	if err != nil || m > 0o7777 {
-		return 0, fmt.Errorf("mode %q: want octal like \"0644\"", s)
-	}
-	mode := fs.FileMode(m & 0o777)
-	if m&0o4000 != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		mode |= fs.ModeSticky
-	}
-	return mode, nil
 }
 
 func marshalLabel(v any) (string, error) {

@@ -132,7 +132,7 @@ func TestQEMUAcceptsCommandLine(t *testing.T) {
 		return p
 	}
 	qcow := filepath.Join(dir, "x-amd64-efi.qcow2")
-	if err := createDisk(Disk{Path: qcow, Size: "64M", Format: "qcow2"}); err != nil {
+	if err := createDisk(Disk{Path: qcow, Size: 64 << 20, Format: "qcow2"}); err != nil {
 		t.Fatal(err)
 	}
 	images := []string{
@@ -151,7 +151,7 @@ func TestQEMUAcceptsCommandLine(t *testing.T) {
 			m, err := Start(context.Background(), Options{
 				Image:    img,
 				Metadata: userData,
-				Disks:    []Disk{{Path: filepath.Join(t.TempDir(), "extra.raw"), Size: "16M"}},
+				Disks:    []Disk{{Path: filepath.Join(t.TempDir(), "extra.raw"), Size: 16 << 20}},
 				Publish:  []string{freePort(t) + ":22"},
 				Timeout:  30 * time.Second,
 			})

@@ -161,7 +161,7 @@ func TestBootKernelInitrdRealKernel(t *testing.T) {
 					Image:       kernel,
 					Mem:         256,
 					CPUs:        2,
-					Disks:       []Disk{{Path: filepath.Join(dir, "data.qcow2"), Size: "1G"}},
+					Disks:       []Disk{{Path: filepath.Join(dir, "data.qcow2"), Size: 1 << 30}},
 					Publish:     []string{freePort(t) + ":22"},
 					Console:     console,
 					ConsoleFile: filepath.Join(dir, "console.log"),

@@ -1,13 +1,12 @@
 package qemu
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/keelos/keel/internal/fat"
+	"github.com/keelos/keel/internal/fstree"
 )
 
 // writeConfigDrive writes a NoCloud config drive for a user-data file: a
@@ -26,12 +25,11 @@ func writeConfigDrive(userData, dst string) error {
 	// The instance id is fixed: the drive is made for one boot, and a
 	// stable id keeps a guest from redoing first-boot work on every run.
 	meta := []byte("instance-id: keel-qemu\nlocal-hostname: keel\n")
-	files := []fat.File{
-		{Path: "meta-data", Size: int64(len(meta)), Open: func() (io.ReadCloser, error) {
-			return io.NopCloser(bytes.NewReader(meta)), nil
-		}},
-		{Path: "user-data", Size: fi.Size(), Open: func() (io.ReadCloser, error) { return os.Open(userData) }},
+	user, err := os.ReadFile(userData)
+	if err != nil {
+		return err
 	}
+	files := fstree.MemFiles{{Path: "meta-data", Data: meta}, {Path: "user-data", Data: user}}
 	f, err := os.Create(dst)
 	if err != nil {
 		return err

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/keelos/keel/internal/qcow2"
-	"github.com/keelos/keel/internal/spec"
 )
 
 // prepareDisks resolves each disk's format and creates missing files that
@@ -31,7 +30,7 @@ func prepareDisks(disks []Disk) ([]Disk, error) {
 		_, err := os.Stat(d.Path)
 		switch {
 		case err == nil:
-		case errors.Is(err, os.ErrNotExist) && d.Size != "":
+		case errors.Is(err, os.ErrNotExist) && d.Size != 0:
 			if err := createDisk(d); err != nil {
 				return nil, err
 			}
@@ -60,10 +59,7 @@ func formatFromExt(path string) string {
 // createDisk writes an empty disk: a sparse raw file, or a qcow2 image
 // with no data clusters. Other formats are not created.
 func createDisk(d Disk) error {
-	size, err := spec.ParseSize(d.Size)
-	if err != nil {
-		return fmt.Errorf("disk %s: %w", d.Path, err)
-	}
+	size := d.Size
 	if size <= 0 {
 		return fmt.Errorf("disk %s: size must be positive", d.Path)
 	}

@@ -18,9 +18,9 @@ func TestPrepareDisksCreatesMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := prepareDisks([]Disk{
-		{Path: raw, Size: "1G"},
-		{Path: qcow, Size: "2G"},
-		{Path: existing, Size: "1G"},
+		{Path: raw, Size: 1 << 30},
+		{Path: qcow, Size: 2 << 30},
+		{Path: existing, Size: 1 << 30},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -51,9 +51,9 @@ func TestPrepareDisksRejects(t *testing.T) {
 	dir := t.TempDir()
 	for _, d := range []Disk{
 		{Path: filepath.Join(dir, "missing.raw")},
-		{Path: filepath.Join(dir, "x.vmdk"), Size: "1G"},
-		{Path: filepath.Join(dir, "x.raw"), Size: "lots"},
-		{Path: filepath.Join(dir, "x.raw"), Size: "1G", Format: "ext4"},
+		{Path: filepath.Join(dir, "x.vmdk"), Size: 1 << 30},
+		{Path: filepath.Join(dir, "x.raw"), Size: -1},
+		{Path: filepath.Join(dir, "x.raw"), Size: 1 << 30, Format: "ext4"},
 		{Path: ""},
 	} {
 		if _, err := prepareDisks([]Disk{d}); err == nil {

@@ -57,7 +57,7 @@ type Options struct {
 // Size is given: raw, or qcow2 when Format (or the extension) says so.
 type Disk struct {
 	Path   string
-	Size   string // e.g. "1G"; see spec.ParseSize
+	Size   int64  // bytes; 0 when the file must exist
 	Format string // raw, qcow2, vpc, vmdk; "" = from the extension, else raw
 }
 

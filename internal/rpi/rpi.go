@@ -14,13 +14,13 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/diskfs/go-diskfs/partition/mbr"
 
 	"github.com/keelos/keel/internal/fat"
+	"github.com/keelos/keel/internal/fstree"
 )
 
 const (
@@ -126,9 +126,9 @@ func Cmdline(cmdline string) string {
 type Options struct {
 	// Seed names the content; the disk signature follows from it.
 	Seed  string
-	Files []fat.File // the boot partition's files
-	Label string     // FAT label, "KEEL-BOOT" if empty
-	Epoch time.Time  // FAT timestamps
+	Files fstree.Source // the boot partition's files
+	Label string        // FAT label, "KEEL-BOOT" if empty
+	Epoch time.Time     // FAT timestamps
 	// Size is the whole disk in bytes; 0 fits it to the files.
 	Size int64
 }
@@ -213,8 +213,7 @@ func WriteDisk(f *os.File, opts Options) error {
 	if label == "" {
 		label = "KEEL-BOOT"
 	}
-	files := slices.Clone(opts.Files)
-	if err := fat.Write(f, l.PartStart, l.PartSize, files, fat.Options{Label: label, Epoch: opts.Epoch}); err != nil {
+	if err := fat.Write(f, l.PartStart, l.PartSize, opts.Files, fat.Options{Label: label, Epoch: opts.Epoch}); err != nil {
 		return fmt.Errorf("rpi: boot partition: %w", err)
 	}
 	// The BPB's hidden sectors count is the partition's first sector, as

@@ -2,7 +2,6 @@ package rpi
 
 import (
 	"bytes"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,15 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keelos/keel/internal/fat"
+	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/tooltest"
 )
 
-func file(name string, data []byte) fat.File {
-	return fat.File{Path: name, Size: int64(len(data)), Open: func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(data)), nil
-	}}
-}
+func file(name string, data []byte) fstree.MemFile { return fstree.MemFile{Path: name, Data: data} }
 
 func TestCmdline(t *testing.T) {
 	for in, want := range map[string]string{
@@ -56,7 +51,7 @@ func TestIsPiDTB(t *testing.T) {
 }
 
 func TestPlan(t *testing.T) {
-	l, err := Plan(Options{Files: []fat.File{file("a", make([]byte, 10))}})
+	l, err := Plan(Options{Files: fstree.MemFiles{file("a", make([]byte, 10))}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +59,7 @@ func TestPlan(t *testing.T) {
 		t.Errorf("fit layout %+v", l)
 	}
 	big := make([]byte, 200*mib)
-	l, err = Plan(Options{Files: []fat.File{file("k", big)}})
+	l, err = Plan(Options{Files: fstree.MemFiles{file("k", big)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +83,7 @@ func TestWriteDiskExternalTools(t *testing.T) {
 	dir := t.TempDir()
 	opts := Options{
 		Seed: "test-seed",
-		Files: []fat.File{
+		Files: fstree.MemFiles{
 			file(ConfigName, Config("t")), file(CmdlineName, []byte(Cmdline("")+"\n")),
 			file("start4.elf", bytes.Repeat([]byte{1}, 3<<20)), file("overlays/x.dtbo", []byte("dtbo")),
 		},

@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"path"
 	"strings"
@@ -28,9 +27,9 @@ const (
 	AnnotationKind    = "org.keel.kind"
 	AnnotationRestart = "org.keel.restart"
 	AnnotationRuntime = "org.keel.runtime"
-	// AnnotationDevices holds the JSON list of spec.Device entries whose
-	// node numbers can only be known on the running machine (no
-	// major/minor given, or a glob): init resolves them at start.
+	// AnnotationDevices holds the JSON list of DeferredDevice entries:
+	// devices whose node numbers can only be known on the running machine
+	// (no major/minor given, or a glob), which init resolves at start.
 	AnnotationDevices = "org.keel.devices"
 	// AnnotationSeccomp names the container's seccomp profile: "default",
 	// "unconfined", or the path of a custom profile as the spec gives it.
@@ -64,6 +63,10 @@ const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // cpuPeriod is the CFS period (µs) that resources.cpu is expressed against.
 const cpuPeriod = 100000
 
+// microsPerQuota is how many millionths of a CPU (spec.CPU.Micros) make a
+// microsecond of quota in each cpuPeriod.
+const microsPerQuota = 1_000_000 / cpuPeriod
+
 // MaskedPaths and ReadonlyPaths are runc's defaults: kernel interfaces a
 // container must not read or write.
 var (
@@ -94,14 +97,8 @@ func Generate(name string, kind string, cfg spec.Config, img v1.Config) (*specs.
 	if len(args) == 0 {
 		return nil, fmt.Errorf("container %s: no command, and the image has no entrypoint or cmd", name)
 	}
-	caps, err := capabilitySet(cfg.Capabilities)
-	if err != nil {
-		return nil, fmt.Errorf("container %s: capabilities: %w", name, err)
-	}
-	ambient, err := capabilitySet(cfg.Ambient)
-	if err != nil {
-		return nil, fmt.Errorf("container %s: ambient: %w", name, err)
-	}
+	caps := capabilitySet(cfg.Capabilities)
+	ambient := capabilitySet(cfg.Ambient)
 	cwd := "/"
 	if img.WorkingDir != "" {
 		cwd = img.WorkingDir
@@ -131,11 +128,7 @@ func Generate(name string, kind string, cfg spec.Config, img v1.Config) (*specs.
 		process.Capabilities.Inheritable = ambient
 		process.Capabilities.Ambient = ambient
 	}
-	for _, r := range cfg.Rlimits {
-		l, err := spec.ParseRlimit(r)
-		if err != nil {
-			return nil, fmt.Errorf("container %s: %w", name, err)
-		}
+	for _, l := range cfg.Rlimits {
 		process.Rlimits = append(process.Rlimits, specs.POSIXRlimit{Type: l.Name, Soft: l.Soft, Hard: l.Hard})
 	}
 
@@ -227,20 +220,16 @@ func Marshal(s *specs.Spec) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-func capabilitySet(names []string) ([]string, error) {
+func capabilitySet(caps []spec.Capability) []string {
 	set := map[string]bool{}
-	for _, n := range names {
-		c, err := spec.NormalizeCapability(n)
-		if err != nil {
-			return nil, err
-		}
-		if c == "all" {
+	for _, c := range caps {
+		if c.IsAll() {
 			for _, k := range spec.Capabilities() {
 				set[k] = true
 			}
 			continue
 		}
-		set[c] = true
+		set[c.Name()] = true
 	}
 	var out []string
 	// Kernel number order: stable and what readers of capability.h expect.
@@ -249,7 +238,7 @@ func capabilitySet(names []string) ([]string, error) {
 			out = append(out, k)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // Environment merges the image's variables with the configuration's,
@@ -429,9 +418,21 @@ func defaultDeviceRules() []specs.LinuxDeviceCgroup {
 	}
 }
 
+// DeferredDevice is one entry of AnnotationDevices: a device of the
+// configuration that init finds on the running machine. Path may be a
+// glob; what is unset is taken from the node found there.
+type DeferredDevice struct {
+	Path        string       `json:"path"`
+	Type        string       `json:"type,omitempty"`
+	Major       *int64       `json:"major,omitempty"`
+	Minor       *int64       `json:"minor,omitempty"`
+	FileMode    *os.FileMode `json:"fileMode,omitempty"` // as in specs.LinuxDevice
+	Permissions string       `json:"permissions,omitempty"`
+}
+
 func devicesOf(s *specs.Spec, devices []spec.Device) error {
 	s.Linux.Resources = &specs.LinuxResources{Devices: defaultDeviceRules()}
-	var deferred []spec.Device
+	var deferred []DeferredDevice
 	for _, d := range devices {
 		if !path.IsAbs(d.Path) || !strings.HasPrefix(path.Clean(d.Path), "/dev/") {
 			return fmt.Errorf("device %q: want a path under /dev", d.Path)
@@ -444,18 +445,17 @@ func devicesOf(s *specs.Spec, devices []spec.Device) error {
 			return fmt.Errorf("device %q: permissions %q: want letters of rwm", d.Path, perms)
 		}
 		var mode *os.FileMode
-		if d.Mode != "" {
-			m, err := spec.ParseMode(d.Mode)
-			if err != nil {
-				return fmt.Errorf("device %q: %w", d.Path, err)
-			}
+		if d.Mode.IsSet() {
+			m := d.Mode.Mode()
 			mode = &m
 		}
 		if d.Type != "" && d.Type != "c" && d.Type != "b" {
 			return fmt.Errorf("device %q: type %q: want c or b", d.Path, d.Type)
 		}
 		if d.Type == "" || d.Major == nil || d.Minor == nil || strings.ContainsAny(d.Path, "*?[") {
-			deferred = append(deferred, d)
+			deferred = append(deferred, DeferredDevice{
+				Path: d.Path, Type: d.Type, Major: d.Major, Minor: d.Minor, FileMode: mode, Permissions: d.Permissions,
+			})
 			continue
 		}
 		s.Linux.Devices = append(s.Linux.Devices, specs.LinuxDevice{
@@ -480,23 +480,16 @@ func resourcesOf(r *specs.LinuxResources, res *spec.Resources) error {
 	if res == nil {
 		return nil
 	}
-	if res.Memory != "" {
-		n, err := spec.ParseSize(res.Memory)
-		if err != nil {
-			return fmt.Errorf("resources.memory: %w", err)
-		}
+	if res.Memory.IsSet() {
+		n := res.Memory.Bytes()
 		r.Memory = &specs.LinuxMemory{Limit: &n}
 	}
-	if res.CPU != "" {
-		cpus, err := spec.ParseCPU(res.CPU)
-		if err != nil {
-			return fmt.Errorf("resources.cpu: %w", err)
-		}
-		quota := int64(math.Round(cpus * cpuPeriod))
-		if quota < 1000 {
-			// The kernel refuses quotas under 1 ms.
-			quota = 1000
-		}
+	if res.CPU.IsSet() {
+		// The quota is CPUs × period, rounded half up: the period is
+		// 1/10 s, so a tenth of the millionths.
+		quota := (res.CPU.Micros() + microsPerQuota/2) / microsPerQuota
+		// The kernel refuses quotas under 1 ms.
+		quota = max(quota, 1000)
 		period := uint64(cpuPeriod)
 		r.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
 	}

@@ -1,6 +1,8 @@
 package spec
 
 import (
+	"encoding"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -105,7 +107,17 @@ func (l *located) hintf(p keyPath, hint, format string, args ...any) {
 	l.add(l.lookup(p), p, hint, format, args...)
 }
 
-var imageRefType = reflect.TypeFor[ImageRef]()
+var (
+	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+	textMarshalerType   = reflect.TypeFor[encoding.TextMarshaler]()
+)
+
+// isText reports whether values of t are written as one string and decoded
+// by their own UnmarshalText: an image reference, a size, a mode and the
+// other typed values of values.go.
+func isText(t reflect.Type) bool {
+	return t.Kind() != reflect.Pointer && t.Implements(textMarshalerType) && reflect.PointerTo(t).Implements(textUnmarshalerType)
+}
 
 // field is one TOML key of a struct.
 type field struct {
@@ -156,19 +168,15 @@ func (l *located) decode(n *node, v reflect.Value, p keyPath) bool {
 	}
 	l.at[p.key] = n.at
 	t := v.Type()
-	if t == imageRefType {
-		if n.kind != kindString {
-			return l.wrongType(n, p, "string")
-		}
-		v.Set(reflect.ValueOf(ImageRef{Ref: n.str}))
-		return true
+	if isText(t) {
+		return l.decodeText(n, v, p)
 	}
 	switch t.Kind() {
 	case reflect.Pointer:
 		e := reflect.New(t.Elem())
 		ok := l.decode(n, e.Elem(), p)
 		// A partly decoded table is kept so its other values are checked.
-		if ok || t.Elem().Kind() == reflect.Struct {
+		if ok || isRecord(t.Elem()) {
 			v.Set(e)
 		}
 		return ok
@@ -208,13 +216,13 @@ func (l *located) decode(n *node, v reflect.Value, p keyPath) bool {
 		ok := true
 		for i, item := range n.items {
 			ep := p.elem(i)
-			if t.Elem().Kind() == reflect.Struct && t.Elem() != imageRefType {
+			if isRecord(t.Elem()) {
 				ep = p.entry(i, entryName(item))
 			}
 			// A partly decoded entry is kept so that its other values
 			// are still checked and reported in the same run.
 			e := reflect.New(t.Elem()).Elem()
-			if l.decode(item, e, ep) || e.Kind() == reflect.Struct {
+			if l.decode(item, e, ep) || isRecord(t.Elem()) {
 				s = reflect.Append(s, e)
 			} else {
 				ok = false
@@ -239,6 +247,29 @@ func (l *located) decode(n *node, v reflect.Value, p keyPath) bool {
 		panic(fmt.Sprintf("spec: no decoder for %s", t))
 	}
 	return true
+}
+
+// isRecord reports whether t is a struct of keys (a table), not a value
+// written as a string.
+func isRecord(t reflect.Type) bool { return t.Kind() == reflect.Struct && !isText(t) }
+
+// decodeText fills a value written as a string that has its own syntax,
+// reporting a bad one as the value's own error.
+func (l *located) decodeText(n *node, v reflect.Value, p keyPath) bool {
+	if n.kind != kindString {
+		return l.wrongType(n, p, "string")
+	}
+	err := v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(n.str))
+	var he *hintError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &he):
+		l.hintf(p, he.hint, "%s", he.msg)
+	default:
+		l.errorf(p, "%v", err)
+	}
+	return false
 }
 
 // decodeStringMap fills a map[string]string (sysctl). Nested tables, as

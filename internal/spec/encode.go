@@ -2,6 +2,7 @@ package spec
 
 import (
 	"bytes"
+	"encoding"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -43,13 +44,22 @@ func isTable(v reflect.Value) bool {
 	if t.Kind() == reflect.Slice && v.Len() > 0 {
 		t = t.Elem()
 	}
-	return t.Kind() == reflect.Struct && t != imageRefType
+	return isRecord(t)
+}
+
+// text is the string a value written as one (isText) encodes as.
+func text(v reflect.Value) string {
+	b, err := v.Interface().(encoding.TextMarshaler).MarshalText()
+	if err != nil {
+		panic(fmt.Sprintf("spec: encoding %s: %v", v.Type(), err)) // the values of values.go do not fail
+	}
+	return string(b)
 }
 
 func omit(f field, v reflect.Value) bool {
-	if v.Type() == imageRefType {
-		// An unset reference is absent, not "": "" is rejected on input.
-		return v.Interface().(ImageRef).Ref == ""
+	if isText(v.Type()) {
+		// An unset value is absent, not "": "" is not what it was read from.
+		return text(v) == ""
 	}
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Slice, reflect.Map:
@@ -94,8 +104,8 @@ func (e *encoder) table(prefix []string, v reflect.Value) {
 }
 
 func (e *encoder) inline(v reflect.Value) {
-	if v.Type() == imageRefType {
-		e.buf.WriteString(quote(v.Interface().(ImageRef).Ref))
+	if isText(v.Type()) {
+		e.buf.WriteString(quote(text(v)))
 		return
 	}
 	switch v.Kind() {

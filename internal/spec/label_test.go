@@ -91,7 +91,7 @@ func TestRefusedImagePrivileges(t *testing.T) {
 		{"all allowed", Container{AllowImagePrivileges: []string{"all"}}, ImageConfig{User: "1000"}, ""},
 		{"some allowed", Container{AllowImagePrivileges: []string{"capabilities", "binds", "uid", "oom-score-adj"}}, ImageConfig{User: "1000"},
 			`net = "host"; pid = "host"; devices = [{ path = "/dev/*" }]; no-new-privileges = false`},
-		{"entry sets the keys itself", Container{Config: Config{Capabilities: []string{}, Net: ptr("new"), Pid: ptr("host"), Binds: []string{},
+		{"entry sets the keys itself", Container{Config: Config{Capabilities: []Capability{}, Net: ptr("new"), Pid: ptr("host"), Binds: []string{},
 			Devices: []Device{}, UID: ptr(uint32(7)), OOMScoreAdj: ptr(0), NoNewPrivileges: ptr(true)}}, ImageConfig{User: "1000"}, ""},
 	} {
 		var got []string

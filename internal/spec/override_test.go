@@ -10,14 +10,14 @@ func ptr[T any](v T) *T { return &v }
 func TestConfigOverride(t *testing.T) {
 	base := Config{
 		Command:      []string{"/usr/sbin/sshd", "-D"},
-		Capabilities: []string{"CAP_NET_BIND_SERVICE"},
+		Capabilities: []Capability{MustParse[Capability]("CAP_NET_BIND_SERVICE")},
 		Net:          ptr("host"),
 		Readonly:     ptr(true),
 		Sysctl:       map[string]string{"a.b": "1"},
 		Restart:      ptr("always"),
 	}
 	over := Config{
-		Capabilities: []string{}, // set but empty: drops the defaults
+		Capabilities: []Capability{}, // set but empty: drops the defaults
 		Net:          ptr("new"),
 		Readonly:     ptr(false),
 		UID:          ptr(uint32(5)),
@@ -25,7 +25,7 @@ func TestConfigOverride(t *testing.T) {
 	got := base.Override(over)
 	want := Config{
 		Command:      []string{"/usr/sbin/sshd", "-D"},
-		Capabilities: []string{},
+		Capabilities: []Capability{},
 		Net:          ptr("new"),
 		Readonly:     ptr(false),
 		UID:          ptr(uint32(5)),

@@ -133,7 +133,7 @@ func inlineTOML(v reflect.Value) string {
 		return ""
 	case v.Kind() == reflect.Pointer:
 		return inlineTOML(v.Elem())
-	case v.Kind() == reflect.Struct:
+	case isRecord(v.Type()):
 		var parts []string
 		for _, f := range fieldsOf(v.Type()) {
 			fv := v.FieldByIndex(f.index)
@@ -145,7 +145,7 @@ func inlineTOML(v reflect.Value) string {
 			return "{}"
 		}
 		return "{ " + strings.Join(parts, ", ") + " }"
-	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Struct:
+	case v.Kind() == reflect.Slice && isRecord(v.Type().Elem()):
 		parts := make([]string, v.Len())
 		for i := range v.Len() {
 			parts[i] = inlineTOML(v.Index(i))

@@ -184,7 +184,7 @@ formats = ["qcow2-efi", "iso-efi"]
 	if len(s.Services) != 2 || s.Services[0].Image.Dir != dir || s.Services[1].Image.Dir != vdir || s.Files[0].SourcePath() != filepath.Join(vdir, "motd") {
 		t.Errorf("entries: %+v", s.Services)
 	}
-	if s.Output.Size != "1GiB" {
+	if s.Output.Size.String() != "1GiB" {
 		t.Errorf("unset scalar overrode: %q", s.Output.Size)
 	}
 }

@@ -87,8 +87,8 @@ type Config struct {
 	Command         []string          `toml:"command,omitempty" json:"command,omitempty"`
 	Env             []string          `toml:"env,omitempty" json:"env,omitempty"` // KEY=value
 	Cwd             *string           `toml:"cwd,omitempty" json:"cwd,omitempty"`
-	Capabilities    []string          `toml:"capabilities,omitempty" json:"capabilities,omitempty"` // CAP_NET_ADMIN, or "all"
-	Ambient         []string          `toml:"ambient,omitempty" json:"ambient,omitempty"`
+	Capabilities    []Capability      `toml:"capabilities,omitempty" json:"capabilities,omitempty"` // CAP_NET_ADMIN, or "all"
+	Ambient         []Capability      `toml:"ambient,omitempty" json:"ambient,omitempty"`
 	Binds           []string          `toml:"binds,omitempty" json:"binds,omitempty"` // "/host:/ctr[:opt,opt]" opts: ro, rw, rshared, rslave, rprivate, nosuid, nodev, noexec
 	Mounts          []Mount           `toml:"mounts,omitempty" json:"mounts,omitempty"`
 	Tmpfs           []string          `toml:"tmpfs,omitempty" json:"tmpfs,omitempty"` // "/path[:size=64m,mode=1777]"
@@ -107,7 +107,7 @@ type Config struct {
 	Hostname        *string           `toml:"hostname,omitempty" json:"hostname,omitempty"`
 	OOMScoreAdj     *int              `toml:"oom-score-adj,omitempty" json:"oom-score-adj,omitempty"`
 	Sysctl          map[string]string `toml:"sysctl,omitempty" json:"sysctl,omitempty"`
-	Rlimits         []string          `toml:"rlimits,omitempty" json:"rlimits,omitempty"` // "RLIMIT_NOFILE,soft,hard" (or "nofile,soft,hard")
+	Rlimits         []Rlimit          `toml:"rlimits,omitempty" json:"rlimits,omitempty"` // "RLIMIT_NOFILE,soft,hard" (or "nofile,soft,hard")
 	Resources       *Resources        `toml:"resources,omitempty" json:"resources,omitempty"`
 	Restart         *string           `toml:"restart,omitempty" json:"restart,omitempty"` // always | on-failure | never
 	Runtime         *Runtime          `toml:"runtime,omitempty" json:"runtime,omitempty"`
@@ -123,18 +123,18 @@ type Mount struct {
 
 // Device makes a device node available in a container (and allows it).
 type Device struct {
-	Path        string `toml:"path" json:"path"`                                   // e.g. /dev/ttyS0, or a prefix glob /dev/tty*
-	Type        string `toml:"type,omitempty" json:"type,omitempty"`               // c | b (default: from the host node)
-	Major       *int64 `toml:"major,omitempty" json:"major,omitempty"`             // default: from the host node
-	Minor       *int64 `toml:"minor,omitempty" json:"minor,omitempty"`             // default: from the host node
-	Mode        string `toml:"mode,omitempty" json:"mode,omitempty"`               // "0666"
-	Permissions string `toml:"permissions,omitempty" json:"permissions,omitempty"` // rwm
+	Path        string   `toml:"path" json:"path"`                                   // e.g. /dev/ttyS0, or a prefix glob /dev/tty*
+	Type        string   `toml:"type,omitempty" json:"type,omitempty"`               // c | b (default: from the host node)
+	Major       *int64   `toml:"major,omitempty" json:"major,omitempty"`             // default: from the host node
+	Minor       *int64   `toml:"minor,omitempty" json:"minor,omitempty"`             // default: from the host node
+	Mode        FileMode `toml:"mode,omitempty" json:"mode,omitzero"`                // "0666"
+	Permissions string   `toml:"permissions,omitempty" json:"permissions,omitempty"` // rwm
 }
 
 // Resources are cgroup v2 limits.
 type Resources struct {
-	Memory string `toml:"memory,omitempty" json:"memory,omitempty"` // size, "256MiB"
-	CPU    string `toml:"cpu,omitempty" json:"cpu,omitempty"`       // CPUs, "0.5"
+	Memory Size   `toml:"memory,omitempty" json:"memory,omitzero"` // size, "256MiB"
+	CPU    CPU    `toml:"cpu,omitempty" json:"cpu,omitzero"`       // CPUs, "0.5"
 	Pids   *int64 `toml:"pids,omitempty" json:"pids,omitempty"`
 }
 
@@ -167,14 +167,14 @@ type BindNS struct {
 // File places a file, directory or symlink in the image's root.
 // Exactly one of Contents, Source, Symlink or Directory is used.
 type File struct {
-	Path      string  `toml:"path" json:"path"` // absolute path in the image
-	Contents  *string `toml:"contents,omitempty" json:"contents,omitempty"`
-	Source    string  `toml:"source,omitempty" json:"source,omitempty"` // host path, relative to the file that names it
-	Symlink   string  `toml:"symlink,omitempty" json:"symlink,omitempty"`
-	Directory bool    `toml:"directory,omitempty" json:"directory,omitempty"`
-	Mode      string  `toml:"mode,omitempty" json:"mode,omitempty"` // octal, "0644"; default 0644 (0755 for directories)
-	UID       uint32  `toml:"uid,omitempty" json:"uid,omitempty"`
-	GID       uint32  `toml:"gid,omitempty" json:"gid,omitempty"`
+	Path      string   `toml:"path" json:"path"` // absolute path in the image
+	Contents  *string  `toml:"contents,omitempty" json:"contents,omitempty"`
+	Source    string   `toml:"source,omitempty" json:"source,omitempty"` // host path, relative to the file that names it
+	Symlink   string   `toml:"symlink,omitempty" json:"symlink,omitempty"`
+	Directory bool     `toml:"directory,omitempty" json:"directory,omitempty"`
+	Mode      FileMode `toml:"mode,omitempty" json:"mode,omitzero"` // octal, "0644"; default 0644 (0755 for directories)
+	UID       uint32   `toml:"uid,omitempty" json:"uid,omitempty"`
+	GID       uint32   `toml:"gid,omitempty" json:"gid,omitempty"`
 	// Dir is the directory of the spec or package file that named Source.
 	Dir string `toml:"-" json:"-"`
 	// Origin is that spec or package file, for errors about Source.
@@ -193,19 +193,19 @@ func (f File) SourcePath() string {
 // formatted on first boot by the format package).
 type Volume struct {
 	Name string `toml:"name" json:"name"`
-	Size string `toml:"size,omitempty" json:"size,omitempty"`
+	Size Size   `toml:"size,omitempty" json:"size,omitzero"`
 }
 
 // Output selects the formats written and their layout.
 type Output struct {
 	Formats []string `toml:"formats,omitempty" json:"formats,omitempty"`
-	Size    string   `toml:"size,omitempty" json:"size,omitempty"` // disk size; default: fit
+	Size    Size     `toml:"size,omitempty" json:"size,omitzero"`  // disk size; default: fit
 	Root    string   `toml:"root,omitempty" json:"root,omitempty"` // initrd | squashfs | erofs
 	// Memory is the RAM of the smallest machine the image is for (a
 	// size; default 1GiB). An initrd root lives in it, so the build
 	// refuses one that takes more than InitrdMaxPercent of it.
-	Memory           string `toml:"memory,omitempty" json:"memory,omitempty"`
-	InitrdMaxPercent int    `toml:"initrd-max-percent,omitempty" json:"initrd-max-percent,omitempty"` // 1–100; default 50
+	Memory           Size `toml:"memory,omitempty" json:"memory,omitzero"`
+	InitrdMaxPercent int  `toml:"initrd-max-percent,omitempty" json:"initrd-max-percent,omitempty"` // 1–100; default 50
 }
 
 // Package is one package.toml: how keel builds a package image.

@@ -85,15 +85,6 @@ func (l *located) checkOneOf(p keyPath, v string, allowed []string, what string)
 	}
 }
 
-// checkSize reports a size that does not parse or is zero.
-func (l *located) checkSize(p keyPath, s string) {
-	if v, err := ParseSize(s); err != nil {
-		l.errorf(p, "%v", err)
-	} else if v == 0 {
-		l.errorf(p, "size must be above zero")
-	}
-}
-
 // checkAbs reports a path in the image that is not absolute and clean.
 func (l *located) checkAbs(p keyPath, v string) {
 	longest := 0
@@ -152,22 +143,13 @@ func (l *located) checkSpec(s *Spec) {
 		} else {
 			seen[v.Name] = p.field("name")
 		}
-		if l.has(p.field("size")) {
-			l.checkSize(p.field("size"), v.Size)
-		}
 	}
 	op := root.field("output")
 	for i, f := range s.Output.Formats {
 		l.checkOneOf(op.field("formats").elem(i), f, Formats, "output format")
 	}
-	if l.has(op.field("size")) {
-		l.checkSize(op.field("size"), s.Output.Size)
-	}
 	if l.has(op.field("root")) {
 		l.checkOneOf(op.field("root"), s.Output.Root, RootFormats, "root filesystem")
-	}
-	if l.has(op.field("memory")) {
-		l.checkSize(op.field("memory"), s.Output.Memory)
 	}
 	if l.has(op.field("initrd-max-percent")) && (s.Output.InitrdMaxPercent < 1 || s.Output.InitrdMaxPercent > 100) {
 		l.errorf(op.field("initrd-max-percent"), "%d is not a percentage from 1 to 100", s.Output.InitrdMaxPercent)
@@ -215,17 +197,6 @@ func (l *located) checkConfig(p keyPath, c *Config) {
 	}
 	if c.Cwd != nil {
 		l.checkAbs(p.field("cwd"), *c.Cwd)
-	}
-	for _, key := range []string{"capabilities", "ambient"} {
-		caps := c.Capabilities
-		if key == "ambient" {
-			caps = c.Ambient
-		}
-		for i, name := range caps {
-			if _, err := NormalizeCapability(name); err != nil {
-				l.hintf(p.field(key).elem(i), suggestCapability(name), "unknown capability %q", name)
-			}
-		}
 	}
 	for i, b := range c.Binds {
 		l.checkBind(p.field("binds").elem(i), b)
@@ -284,24 +255,8 @@ func (l *located) checkConfig(p keyPath, c *Config) {
 			l.errorf(kp, "%s", msg)
 		}
 	}
-	for i, r := range c.Rlimits {
-		if _, err := ParseRlimit(r); err != nil {
-			l.errorf(p.field("rlimits").elem(i), "%v", err)
-		}
-	}
-	if r := c.Resources; r != nil {
-		rp := p.field("resources")
-		if l.has(rp.field("memory")) {
-			l.checkSize(rp.field("memory"), r.Memory)
-		}
-		if l.has(rp.field("cpu")) {
-			if _, err := ParseCPU(r.CPU); err != nil {
-				l.errorf(rp.field("cpu"), "%v", err)
-			}
-		}
-		if r.Pids != nil && *r.Pids <= 0 {
-			l.errorf(rp.field("pids"), "must be above zero")
-		}
+	if r := c.Resources; r != nil && r.Pids != nil && *r.Pids <= 0 {
+		l.errorf(p.field("resources").field("pids"), "must be above zero")
 	}
 	if c.Restart != nil {
 		l.checkOneOf(p.field("restart"), *c.Restart, RestartPolicies, "restart policy")
@@ -366,14 +321,6 @@ func (l *located) checkCommand(p keyPath, args []string, withProgram bool) {
 			l.errorf(p.elem(i), "empty program name")
 		}
 	}
-}
-
-func suggestCapability(name string) string {
-	c := strings.ToUpper(name)
-	if !strings.HasPrefix(c, "CAP_") {
-		c = "CAP_" + c
-	}
-	return suggest(c, capabilities)
 }
 
 // checkBind validates "SRC:DST[:OPT,OPT]".
@@ -450,11 +397,6 @@ func (l *located) checkDevice(p keyPath, d Device) {
 	if d.Minor != nil && *d.Minor < 0 {
 		l.errorf(p.field("minor"), "must not be negative")
 	}
-	if d.Mode != "" {
-		if _, err := ParseMode(d.Mode); err != nil {
-			l.errorf(p.field("mode"), "%v", err)
-		}
-	}
 	if d.Permissions != "" && (strings.Trim(d.Permissions, "rwm") != "" || len(d.Permissions) > 3) {
 		l.errorf(p.field("permissions"), "%q is not a combination of r, w and m", d.Permissions)
 	}
@@ -509,13 +451,8 @@ func (l *located) checkFiles(lp keyPath, fs []File) {
 		if l.has(p.field("symlink")) && f.Symlink == "" {
 			l.errorf(p.field("symlink"), "empty target")
 		}
-		if f.Mode != "" {
-			if _, err := ParseMode(f.Mode); err != nil {
-				l.errorf(p.field("mode"), "%v", err)
-			}
-			if f.Symlink != "" {
-				l.errorf(p.field("mode"), "a symlink has no mode")
-			}
+		if f.Mode.IsSet() && f.Symlink != "" {
+			l.errorf(p.field("mode"), "a symlink has no mode")
 		}
 	}
 }

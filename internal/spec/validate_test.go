@@ -177,7 +177,7 @@ func TestParseMode(t *testing.T) {
 
 func TestParseRlimit(t *testing.T) {
 	r, err := ParseRlimit("nofile,1024,unlimited")
-	if err != nil || r != (Rlimit{Name: "RLIMIT_NOFILE", Soft: 1024, Hard: RlimitUnlimited}) {
+	if err != nil || r.Name != "RLIMIT_NOFILE" || r.Soft != 1024 || r.Hard != RlimitUnlimited || r.String() != "nofile,1024,unlimited" {
 		t.Fatalf("%+v %v", r, err)
 	}
 	if r, err := ParseRlimit("RLIMIT_CORE,0,0"); err != nil || r.Name != "RLIMIT_CORE" {
@@ -185,16 +185,16 @@ func TestParseRlimit(t *testing.T) {
 	}
 }
 
-func TestNormalizeCapability(t *testing.T) {
+func TestParseCapability(t *testing.T) {
 	for in, want := range map[string]string{"net_admin": "CAP_NET_ADMIN", "CAP_BPF": "CAP_BPF", "Cap_Checkpoint_Restore": "CAP_CHECKPOINT_RESTORE", "All": "all"} {
-		if got, err := NormalizeCapability(in); err != nil || got != want {
-			t.Errorf("%q: %q %v", in, got, err)
+		if got, err := ParseCapability(in); err != nil || got.Name() != want || got.String() != in || got.IsAll() != (want == "all") {
+			t.Errorf("%q: %q %v", in, got.Name(), err)
 		}
 	}
 	if len(Capabilities()) != 41 {
 		t.Errorf("Linux 6.x has 41 capabilities, have %d", len(Capabilities()))
 	}
-	if _, err := NormalizeCapability("CAP_FOO"); err == nil {
+	if _, err := ParseCapability("CAP_FOO"); err == nil {
 		t.Error("CAP_FOO accepted")
 	}
 }

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"encoding"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -25,6 +26,34 @@ var RootFormats = []string{"initrd", "squashfs", "erofs"}
 // RestartPolicies are the values of a container's restart key.
 var RestartPolicies = []string{"always", "on-failure", "never"}
 
+// The values below have a syntax of their own (a size, a mode, a number
+// of CPUs, an rlimit, a capability). Each is decoded once, where the spec,
+// a package's [config] or an image label is read, into a type holding what
+// it means; later stages use that and never parse the text again. Each
+// type keeps the text as written and encodes back to it (MarshalText), so
+// a resolved spec or a label written again is byte for byte what its
+// author wrote. The zero value of each is "unset" and encodes as "".
+
+// hintError is a bad value for which a likely intended one is known; the
+// decoder reports it as a suggestion.
+type hintError struct{ msg, hint string }
+
+func (e *hintError) Error() string { return e.msg }
+
+// MustParse decodes text as the spec's decoder decodes a value of type T
+// (Size, FileMode, CPU, Rlimit, Capability). It panics on a bad value, so
+// it is for values a program spells itself: its defaults and its tests.
+func MustParse[T any, P interface {
+	*T
+	encoding.TextUnmarshaler
+}](text string) T {
+	var v T
+	if err := P(&v).UnmarshalText([]byte(text)); err != nil {
+		panic(fmt.Sprintf("spec.MustParse(%q): %v", text, err))
+	}
+	return v
+}
+
 // capabilities are Linux 6.x's capabilities, numbered as in
 // include/uapi/linux/capability.h.
 var capabilities = []string{
@@ -43,23 +72,52 @@ var capabilities = []string{
 // in kernel number order.
 func Capabilities() []string { return append([]string(nil), capabilities...) }
 
-// NormalizeCapability returns the canonical form of a capability name:
-// "CAP_NET_ADMIN" for "net_admin", "NET_ADMIN" or "cap_net_admin", and
-// "all" for "all" in any case.
-func NormalizeCapability(name string) (string, error) {
-	if strings.EqualFold(name, "all") {
-		return "all", nil
+// AllCapabilities, in capabilities or ambient, stands for every capability.
+const AllCapabilities = "all"
+
+// Capability is one entry of capabilities or ambient: a capability name
+// in any of its spellings ("net_admin", "NET_ADMIN", "cap_net_admin",
+// "CAP_NET_ADMIN"), or "all" in any case.
+type Capability struct {
+	name string // canonical: CAP_NET_ADMIN, or AllCapabilities
+	text string
+}
+
+// ParseCapability reads a capability name.
+func ParseCapability(s string) (Capability, error) {
+	if strings.EqualFold(s, AllCapabilities) {
+		return Capability{name: AllCapabilities, text: s}, nil
 	}
-	c := strings.ToUpper(name)
+	c := strings.ToUpper(s)
 	if !strings.HasPrefix(c, "CAP_") {
 		c = "CAP_" + c
 	}
 	for _, k := range capabilities {
 		if k == c {
-			return k, nil
+			return Capability{name: k, text: s}, nil
 		}
 	}
-	return "", fmt.Errorf("unknown capability %q", name)
+	return Capability{}, &hintError{msg: fmt.Sprintf("unknown capability %q", s), hint: suggest(c, capabilities)}
+}
+
+// Name is the canonical name: "CAP_NET_ADMIN", or AllCapabilities.
+func (c Capability) Name() string { return c.name }
+
+// IsAll reports whether c stands for every capability.
+func (c Capability) IsAll() bool { return c.name == AllCapabilities }
+
+func (c Capability) String() string { return c.text }
+
+// MarshalText writes the name as it was written.
+func (c Capability) MarshalText() ([]byte, error) { return []byte(c.text), nil }
+
+// UnmarshalText reads a name as ParseCapability does.
+func (c *Capability) UnmarshalText(b []byte) error {
+	v, err := ParseCapability(string(b))
+	if err == nil {
+		*c = v
+	}
+	return err
 }
 
 // rlimits maps the short names of RLIMIT_* to their canonical names.
@@ -71,11 +129,12 @@ var rlimits = []string{
 // RlimitUnlimited is the value of "unlimited" in an rlimit.
 const RlimitUnlimited = math.MaxUint64
 
-// Rlimit is one parsed rlimits entry.
+// Rlimit is one entry of rlimits, "NAME,SOFT,HARD".
 type Rlimit struct {
 	Name string // RLIMIT_NOFILE
 	Soft uint64 // RlimitUnlimited for "unlimited"
 	Hard uint64
+	text string // as written; "" for a value built in code
 }
 
 // ParseRlimit parses "NAME,SOFT,HARD", NAME being RLIMIT_NOFILE or nofile
@@ -94,7 +153,7 @@ func ParseRlimit(s string) (Rlimit, error) {
 	if !known {
 		return Rlimit{}, fmt.Errorf("unknown rlimit %q", parts[0])
 	}
-	r := Rlimit{Name: "RLIMIT_" + strings.ToUpper(short)}
+	r := Rlimit{Name: "RLIMIT_" + strings.ToUpper(short), text: s}
 	var err error
 	if r.Soft, err = parseLimit(parts[1]); err != nil {
 		return Rlimit{}, fmt.Errorf("rlimit %q soft limit: %w", s, err)
@@ -120,6 +179,35 @@ func parseLimit(s string) (uint64, error) {
 	return v, nil
 }
 
+func (r Rlimit) String() string {
+	b, _ := r.MarshalText()
+	return string(b)
+}
+
+// MarshalText writes the limit as it was written; one built in code is
+// written as "RLIMIT_NAME,SOFT,HARD".
+func (r Rlimit) MarshalText() ([]byte, error) {
+	if r.text != "" || r.Name == "" {
+		return []byte(r.text), nil
+	}
+	limit := func(v uint64) string {
+		if v == RlimitUnlimited {
+			return "unlimited"
+		}
+		return strconv.FormatUint(v, 10)
+	}
+	return []byte(r.Name + "," + limit(r.Soft) + "," + limit(r.Hard)), nil
+}
+
+// UnmarshalText reads a limit as ParseRlimit does.
+func (r *Rlimit) UnmarshalText(b []byte) error {
+	v, err := ParseRlimit(string(b))
+	if err == nil {
+		*r = v
+	}
+	return err
+}
+
 // sizeUnits are binary whatever their spelling: "64M" is 64 MiB, as in
 // Docker, LinuxKit and tmpfs.
 var sizeUnits = []struct {
@@ -134,7 +222,7 @@ var sizeUnits = []struct {
 
 // ParseSize parses a size: a decimal number of bytes optionally followed
 // by a unit K, M, G, T (also KiB, MiB, GiB, TiB; any case), all powers of
-// 1024.
+// 1024. It accepts 0; a spec's sizes are Size values, which do not.
 func ParseSize(s string) (int64, error) {
 	num := strings.ToLower(strings.TrimSpace(s))
 	var shift uint
@@ -152,6 +240,37 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("size %q: too large", s)
 	}
 	return v << shift, nil
+}
+
+// Size is a size of the spec (a volume's, a disk's, a memory limit): a
+// positive number of bytes, written as ParseSize reads it.
+type Size struct {
+	bytes int64
+	text  string
+}
+
+// Bytes is the size in bytes, 0 when unset.
+func (s Size) Bytes() int64 { return s.bytes }
+
+// IsSet reports whether a size was given.
+func (s Size) IsSet() bool { return s.bytes != 0 }
+
+func (s Size) String() string { return s.text }
+
+// MarshalText writes the size as it was written.
+func (s Size) MarshalText() ([]byte, error) { return []byte(s.text), nil }
+
+// UnmarshalText reads a size as ParseSize does, refusing 0.
+func (s *Size) UnmarshalText(b []byte) error {
+	v, err := ParseSize(string(b))
+	if err != nil {
+		return err
+	}
+	if v == 0 {
+		return errors.New("size must be above zero")
+	}
+	*s = Size{bytes: v, text: string(b)}
+	return nil
 }
 
 // ParseMode parses an octal permission mode ("0644", "755", "1777",
@@ -178,15 +297,98 @@ func ParseMode(s string) (fs.FileMode, error) {
 	return m, nil
 }
 
-// ParseCPU parses resources.cpu, a positive decimal number of CPUs.
-func ParseCPU(s string) (float64, error) {
+// FileMode is the mode of a file or device node, written as ParseMode
+// reads it; "" leaves it unset.
+type FileMode struct {
+	mode fs.FileMode
+	text string
+}
+
+// Mode is the permission bits with fs.ModeSetuid, fs.ModeSetgid and
+// fs.ModeSticky; 0 when unset.
+func (m FileMode) Mode() fs.FileMode { return m.mode }
+
+// IsSet reports whether a mode was given ("0000" is one).
+func (m FileMode) IsSet() bool { return m.text != "" }
+
+// Or is the mode, or def when none was given.
+func (m FileMode) Or(def fs.FileMode) fs.FileMode {
+	if !m.IsSet() {
+		return def
+	}
+	return m.mode
+}
+
+func (m FileMode) String() string { return m.text }
+
+// MarshalText writes the mode as it was written.
+func (m FileMode) MarshalText() ([]byte, error) { return []byte(m.text), nil }
+
+// UnmarshalText reads a mode as ParseMode does; "" is unset.
+func (m *FileMode) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*m = FileMode{}
+		return nil
+	}
+	v, err := ParseMode(string(b))
+	if err != nil {
+		return err
+	}
+	*m = FileMode{mode: v, text: string(b)}
+	return nil
+}
+
+// microsPerCPU is the resolution of a CPU value: a millionth of a CPU,
+// finer than any CFS quota (a microsecond of a period of at least 1 ms).
+const microsPerCPU = 1_000_000
+
+// CPU is resources.cpu: a positive decimal number of CPUs ("0.5", "2"),
+// held exactly in millionths of a CPU, so no float reaches an output.
+type CPU struct {
+	micros int64
+	text   string
+}
+
+// ParseCPU parses a positive decimal number of CPUs. Digits past the
+// sixth decimal are rounded (half up); a positive value stays at least
+// one millionth.
+func ParseCPU(s string) (CPU, error) {
+	bad := fmt.Errorf("cpu %q: want a positive decimal number, like 0.5", s)
 	whole, frac, _ := strings.Cut(s, ".")
 	if whole == "" || strings.TrimLeft(whole, "0123456789") != "" || strings.TrimLeft(frac, "0123456789") != "" || strings.HasSuffix(s, ".") {
-		return 0, fmt.Errorf("cpu %q: want a positive decimal number, like 0.5", s)
+		return CPU{}, bad
 	}
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || v <= 0 || math.IsInf(v, 0) {
-		return 0, errors.New("cpu " + strconv.Quote(s) + ": want a positive decimal number, like 0.5")
+	if strings.Trim(whole+frac, "0") == "" {
+		return CPU{}, bad
 	}
-	return v, nil
+	w, err := strconv.ParseInt(whole, 10, 64)
+	if err != nil || w > (math.MaxInt64-microsPerCPU)/microsPerCPU {
+		return CPU{}, fmt.Errorf("cpu %q: too large", s)
+	}
+	digits := (frac + "0000000")[:7] // six decimals and the one that rounds them
+	f, _ := strconv.ParseInt(digits[:6], 10, 64)
+	if digits[6] >= '5' {
+		f++
+	}
+	return CPU{micros: max(1, w*microsPerCPU+f), text: s}, nil
+}
+
+// Micros is the number of CPUs in millionths, 0 when unset.
+func (c CPU) Micros() int64 { return c.micros }
+
+// IsSet reports whether a number of CPUs was given.
+func (c CPU) IsSet() bool { return c.micros != 0 }
+
+func (c CPU) String() string { return c.text }
+
+// MarshalText writes the number as it was written.
+func (c CPU) MarshalText() ([]byte, error) { return []byte(c.text), nil }
+
+// UnmarshalText reads a number as ParseCPU does.
+func (c *CPU) UnmarshalText(b []byte) error {
+	v, err := ParseCPU(string(b))
+	if err == nil {
+		*c = v
+	}
+	return err
 }

@@ -39,9 +39,6 @@ import (
 	"github.com/keelos/keel/internal/fstree"
 )
 
-// Source is the tree to write; *fstree.Tree satisfies it.
-type Source = fstree.Source
-
 // Compression selects the codec of data and metadata blocks.
 type Compression int
 
@@ -157,7 +154,7 @@ type fileData struct {
 // Write writes src as a squashfs image on w, starting at w's offset 0
 // (the superblock is written last, with a seek back to the start). It
 // returns the image size, a multiple of 4 KiB.
-func Write(w io.WriteSeeker, src Source, opts Options) (int64, error) {
+func Write(w io.WriteSeeker, src fstree.Source, opts Options) (int64, error) {
 	if opts.BlockSize == 0 {
 		opts.BlockSize = 128 << 10
 	}
@@ -372,7 +369,7 @@ type job struct {
 // writeData writes every distinct file content once, in the order of
 // files, compressing blocks on opts.Workers goroutines while one writer
 // keeps them in order. It returns where each content went, by digest.
-func writeData(ow *offsetWriter, src Source, files []*node, comp *compressor, opts Options) (map[string]*fileData, error) {
+func writeData(ow *offsetWriter, src fstree.Source, files []*node, comp *compressor, opts Options) (map[string]*fileData, error) {
 	data := map[string]*fileData{}
 	var unique []*node
 	for _, f := range files {
@@ -430,7 +427,7 @@ func writeData(ow *offsetWriter, src Source, files []*node, comp *compressor, op
 // readBlocks queues the blocks of one file, each compressed on its own
 // goroutine (at most cap(sem) at once). It reports false when the writer
 // has stopped or the file failed (the failure travels in a queued job).
-func readBlocks(src Source, e *fstree.Entry, idx, blockSize int, comp *compressor, queue chan<- *job, sem chan struct{}, stop <-chan struct{}) bool {
+func readBlocks(src fstree.Source, e *fstree.Entry, idx, blockSize int, comp *compressor, queue chan<- *job, sem chan struct{}, stop <-chan struct{}) bool {
 	send := func(j *job) bool {
 		select {
 		case queue <- j:

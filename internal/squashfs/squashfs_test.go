@@ -19,7 +19,7 @@ func sample(t testing.TB) *fstree.Tree {
 	return fstreetest.Sample(t)
 }
 
-func writeImage(t testing.TB, src Source, opts Options) string {
+func writeImage(t testing.TB, src fstree.Source, opts Options) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "root.squashfs")
 	f, err := os.Create(p)

@@ -1,5 +1,6 @@
 // Package uki builds a Unified Kernel Image: systemd-boot's EFI stub with the
-// kernel, initrd, command line and os-release appended as PE sections.
+// kernel, initrd, command line and os-release appended as PE sections, and
+// reads those sections back.
 //
 // It does what ukify (or objcopy --add-section) does: new sections go after
 // the stub's last one, at page-aligned virtual addresses and
@@ -9,8 +10,6 @@
 package uki
 
 import (
-	"bytes"
-	"debug/pe"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -45,7 +44,7 @@ const (
 	pageSize = 4096
 	// IMAGE_SCN_CNT_INITIALIZED_DATA | IMAGE_SCN_MEM_READ
 	dataCharacteristics = 0x40000040
-	securityDirectory   = 4
+	pe32PlusMagic       = 0x20b
 )
 
 // arm64NOP is the little-endian encoding of the AArch64 NOP instruction.
@@ -66,40 +65,42 @@ func alignUp(v, a uint64) uint64 { return (v + a - 1) / a * a }
 
 // AddSections writes stub with secs appended, in order, on w.
 func AddSections(w io.Writer, stub []byte, secs []Section) error {
-	f, err := pe.NewFile(bytes.NewReader(stub))
+	l, err := pecoff.Parse(stub)
 	if err != nil {
 		return fmt.Errorf("uki: parse stub: %w", err)
 	}
-	oh, ok := f.OptionalHeader.(*pe.OptionalHeader64)
-	if !ok {
-		return fmt.Errorf("uki: stub is not PE32+ (optional header %T)", f.OptionalHeader)
+	le := binary.LittleEndian
+	// The optional header's fields read here all come before the data
+	// directories, which Parse found inside it.
+	opt := uint64(l.OptionalHeader)
+	if magic := le.Uint16(stub[opt:]); magic != pe32PlusMagic {
+		return fmt.Errorf("uki: stub is not PE32+ (optional header magic %#x)", magic)
 	}
-	if len(oh.DataDirectory) > securityDirectory && oh.DataDirectory[securityDirectory].Size != 0 {
+	if l.CertSize != 0 {
 		return fmt.Errorf("uki: stub is signed; appending sections would invalidate it, use an unsigned stub")
 	}
-	if len(f.Sections) == 0 {
-		return fmt.Errorf("uki: stub has no sections")
-	}
-
-	peOff := uint64(binary.LittleEndian.Uint32(stub[0x3c:]))
-	tableOff := peOff + 4 + 20 + uint64(f.FileHeader.SizeOfOptionalHeader)
-	tableEnd := tableOff + uint64(len(f.Sections)+len(secs))*sectionHeaderSize
-	if tableEnd > uint64(oh.SizeOfHeaders) {
+	stubSecs := uint64(len(l.Sections))
+	tableOff := uint64(l.SectionTable)
+	tableEnd := tableOff + (stubSecs+uint64(len(secs)))*sectionHeaderSize
+	if tableEnd > uint64(l.SizeOfHeaders) {
 		return fmt.Errorf("uki: stub header has room for %d more section headers, need %d",
-			(uint64(oh.SizeOfHeaders)-tableOff)/sectionHeaderSize-uint64(len(f.Sections)), len(secs))
+			(uint64(l.SizeOfHeaders)-tableOff)/sectionHeaderSize-stubSecs, len(secs))
 	}
 	// The new headers overwrite what follows the table; it must be padding.
-	old := tableOff + uint64(len(f.Sections))*sectionHeaderSize
+	old := tableOff + stubSecs*sectionHeaderSize
 	// The arm64 linker fills the header page with NOP instructions
 	// instead of zeros; no section maps it, so it is padding all the same.
 	if !isPadding(stub[old:tableEnd], old) {
 		return fmt.Errorf("uki: stub header space after the section table is not empty")
 	}
 
-	fileAlign := uint64(oh.FileAlignment)
-	secAlign := max(uint64(oh.SectionAlignment), pageSize)
-	last := f.Sections[len(f.Sections)-1]
-	va := alignUp(uint64(last.VirtualAddress)+uint64(max(last.VirtualSize, last.Size)), secAlign)
+	fileAlign := uint64(le.Uint32(stub[opt+36:]))
+	if fileAlign == 0 {
+		return fmt.Errorf("uki: stub has a FileAlignment of 0")
+	}
+	secAlign := max(uint64(le.Uint32(stub[opt+32:])), pageSize)
+	last := l.Sections[len(l.Sections)-1]
+	va := alignUp(uint64(last.VirtualAddress)+uint64(max(last.VirtualSize, last.RawSize)), secAlign)
 	// Like ukify, keep whatever follows the last section (Debian's stub
 	// carries a COFF symbol table there) and append after it.
 	off := alignUp(uint64(len(stub)), fileAlign)
@@ -107,8 +108,7 @@ func AddSections(w io.Writer, stub []byte, secs []Section) error {
 	out := make([]byte, 0, int(off)+len(secs)*int(pageSize)+totalLen(secs))
 	out = append(out, stub...)
 	out = append(out, make([]byte, off-uint64(len(stub)))...)
-	le := binary.LittleEndian
-	initData := uint64(oh.SizeOfInitializedData)
+	initData := uint64(le.Uint32(stub[opt+8:]))
 	for i, s := range secs {
 		if len(s.Name) > 8 {
 			return fmt.Errorf("uki: section name %q longer than 8 bytes", s.Name)
@@ -133,12 +133,10 @@ func AddSections(w io.Writer, stub []byte, secs []Section) error {
 	}
 
 	// Patch the COFF and optional headers.
-	le.PutUint16(out[peOff+4+2:], uint16(len(f.Sections)+len(secs))) // NumberOfSections
-	opt := peOff + 4 + 20
-	le.PutUint32(out[opt+8:], uint32(min(initData, 0xffffffff))) // SizeOfInitializedData
-	le.PutUint32(out[opt+56:], uint32(va))                       // SizeOfImage (va is aligned past the last section)
-	le.PutUint32(out[opt+64:], 0)
-	le.PutUint32(out[opt+64:], pecoff.Checksum(out, int(opt+64))) // CheckSum
+	le.PutUint16(out[opt-20+2:], uint16(stubSecs)+uint16(len(secs))) // NumberOfSections
+	le.PutUint32(out[opt+8:], uint32(min(initData, 0xffffffff)))     // SizeOfInitializedData
+	le.PutUint32(out[opt+56:], uint32(va))                           // SizeOfImage (va is aligned past the last section)
+	le.PutUint32(out[l.ChecksumOffset:], pecoff.Checksum(out, l.ChecksumOffset))
 	_, err = w.Write(out)
 	if err != nil {
 		return fmt.Errorf("uki: write: %w", err)

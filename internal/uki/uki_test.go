@@ -150,3 +150,20 @@ func TestNoHeaderRoom_Network(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestSectionNamed(t *testing.T) {
+	for _, c := range []struct {
+		field string
+		want  bool
+	}{
+		{".initrd", true},
+		{".initrd\x1f", true}, // arm64 NOP padding left in the name field
+		{".initrd2", false},
+		{".initr", false},
+		{".linux", false},
+	} {
+		if got := sectionNamed(c.field, ".initrd"); got != c.want {
+			t.Errorf("%q: %v, want %v", c.field, got, c.want)
+		}
+	}
+}

@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keelos/keel/internal/runtimeconfig"
-	"github.com/keelos/keel/internal/spec"
 )
 
 // ChildMain runs the container first stage when the process was started
@@ -305,7 +304,7 @@ func hostDevices(s *specs.Spec) ([]specs.LinuxDevice, error) {
 	if a == "" {
 		return nil, nil
 	}
-	var want []spec.Device
+	var want []runtimeconfig.DeferredDevice
 	if err := json.Unmarshal([]byte(a), &want); err != nil {
 		return nil, fmt.Errorf("%s annotation: %w", runtimeconfig.AnnotationDevices, err)
 	}
@@ -336,10 +335,8 @@ func hostDevices(s *specs.Spec) ([]specs.LinuxDevice, error) {
 				dev.Minor = *d.Minor
 			}
 			m := os.FileMode(st.Mode & 0o777)
-			if d.Mode != "" {
-				if pm, err := spec.ParseMode(d.Mode); err == nil {
-					m = pm
-				}
+			if d.FileMode != nil {
+				m = *d.FileMode
 			}
 			dev.FileMode = &m
 			out = append(out, dev)

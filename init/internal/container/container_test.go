@@ -182,11 +182,11 @@ func TestContainerIsolationAsConfigured(t *testing.T) {
 	}
 	res := runProbe(t, "isolated", spec.Config{
 		Hostname:       ptr("probe-host"),
-		Capabilities:   []string{"CAP_NET_ADMIN", "CAP_CHOWN"},
+		Capabilities:   capList("CAP_NET_ADMIN", "CAP_CHOWN"),
 		Readonly:       ptr(true),
 		UID:            ptr(uint32(0)),
 		Binds:          []string{hostData + ":/bound:ro"},
-		Resources:      &spec.Resources{Memory: "48MiB", Pids: ptr(int64(64))},
+		Resources:      &spec.Resources{Memory: spec.MustParse[spec.Size]("48MiB"), Pids: ptr(int64(64))},
 		Env:            []string{"PROBE=yes"},
 		Cwd:            ptr("/tmp"),
 		AdditionalGIDs: []uint32{7},
@@ -291,7 +291,7 @@ func TestContainerSharedBindPropagatesMounts(t *testing.T) {
 		}
 		res := runProbe(t, "shared-"+fmt.Sprint(tc.propagates), spec.Config{
 			Binds:        []string{host + tc.bind},
-			Capabilities: []string{"CAP_SYS_ADMIN"},
+			Capabilities: capList("CAP_SYS_ADMIN"),
 			Env:          []string{"PROBE_MOUNT=/shared/" + filepath.Base(sub)},
 		})
 		if res.err != nil {
@@ -335,9 +335,9 @@ func TestContainerSeccomp(t *testing.T) {
 		seccomp, keyctl    string
 		noNewPrivs, capEff string
 	}{
-		{"admin", spec.Config{Capabilities: []string{"CAP_SYS_ADMIN"}}, "2", "operation not permitted", "0", "0000000000200000"},
+		{"admin", spec.Config{Capabilities: capList("CAP_SYS_ADMIN")}, "2", "operation not permitted", "0", "0000000000200000"},
 		{"user-nnp", spec.Config{UID: ptr(uint32(1000)), NoNewPrivileges: ptr(true)}, "2", "operation not permitted", "1", "0000000000000000"},
-		{"unconfined", spec.Config{Capabilities: []string{"CAP_SYS_ADMIN"}, Seccomp: ptr("unconfined")}, "0", "errno 0", "0", "0000000000200000"},
+		{"unconfined", spec.Config{Capabilities: capList("CAP_SYS_ADMIN"), Seccomp: ptr("unconfined")}, "0", "errno 0", "0", "0000000000200000"},
 	} {
 		c.cfg.Env = []string{"PROBE_KEYCTL=1"}
 		res := runProbe(t, "seccomp-"+c.name, c.cfg)
@@ -433,4 +433,12 @@ func TestContainerRefusesHostSysctls(t *testing.T) {
 			os.WriteFile(c.file, before, 0) // put the machine back
 		}
 	}
+}
+
+func capList(names ...string) []spec.Capability {
+	var out []spec.Capability
+	for _, n := range names {
+		out = append(out, spec.MustParse[spec.Capability](n))
+	}
+	return out
 }

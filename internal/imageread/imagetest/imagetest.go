@@ -7,11 +7,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"time"
 
@@ -59,6 +59,20 @@ func Tree(storeDir string, files map[string]string) (*fstree.Tree, error) {
 	return t, nil
 }
 
+// CPIO is files (as for Tree) archived by keel's initramfs writer,
+// uncompressed, with every mtime Epoch.
+func CPIO(storeDir string, files map[string]string) ([]byte, error) {
+	root, err := Tree(storeDir, files)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := initramfs.WriteCPIO(&b, root, Epoch.Unix()); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
 // Stub is a minimal PE32+ EFI application with one section and header
 // room for more: enough for uki.Build, which only edits headers and
 // appends sections. It is never executed.
@@ -103,12 +117,6 @@ func Stub() []byte {
 	return b
 }
 
-func memFile(p string, data []byte) fat.File {
-	return fat.File{Path: p, Size: int64(len(data)), Open: func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(data)), nil
-	}}
-}
-
 // Outputs writes NAME-amd64 outputs of root into dir, in every format
 // keel writes, the way internal/build does, and returns their paths by
 // format name (kernel+initrd maps to the initrd).
@@ -146,7 +154,7 @@ func Outputs(dir, name string, root *fstree.Tree) (map[string]string, error) {
 	const bootName = "EFI/BOOT/BOOTX64.EFI"
 
 	// iso-efi: a FAT image holding the UKI, inside an ISO.
-	files := []fat.File{memFile(bootName, ukiBuf.Bytes())}
+	files := fstree.MemFiles{{Path: bootName, Data: ukiBuf.Bytes()}}
 	fatPath := filepath.Join(dir, "efiboot.img")
 	ff, err := os.Create(fatPath)
 	if err != nil {
@@ -164,10 +172,8 @@ func Outputs(dir, name string, root *fstree.Tree) (map[string]string, error) {
 	os.Remove(fatPath)
 	var iso bytes.Buffer
 	err = iso9660.Write(&iso, iso9660.Options{
-		VolumeID: "TEST",
-		Files: []iso9660.File{{Path: "EFI/BOOT/EFIBOOT.IMG", Size: int64(len(img)), Open: func() (io.ReadCloser, error) {
-			return io.NopCloser(bytes.NewReader(img)), nil
-		}}},
+		VolumeID:     "TEST",
+		Files:        fstree.MemFiles{{Path: "EFI/BOOT/EFIBOOT.IMG", Data: img}},
 		EFIBootImage: "EFI/BOOT/EFIBOOT.IMG",
 		Epoch:        Epoch,
 	})
@@ -211,11 +217,21 @@ func EFIDisk(p string, ukiData []byte, espSize int64) error {
 		return err
 	}
 	err = disk.WriteEFI(f, disk.EFIOptions{
-		Seed: "test", ESPFiles: []fat.File{memFile("EFI/BOOT/BOOTX64.EFI", ukiData)},
+		Seed: "test", ESPFiles: fstree.MemFiles{{Path: "EFI/BOOT/BOOTX64.EFI", Data: ukiData}},
 		ESPLabel: "ESP", ESPSize: espSize, Epoch: Epoch,
 	})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	return err
+}
+
+// Allocated returns how many bytes f allocated: readers' fuzz targets
+// bound it by their input, not by the sizes its headers claim.
+func Allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
 }

@@ -1,4 +1,4 @@
-package imageread
+package qcow2
 
 import (
 	"encoding/binary"
@@ -7,14 +7,14 @@ import (
 	"io"
 )
 
-// Qcow2 reads the guest disk of a qcow2 image as an io.ReaderAt.
+// Disk reads the guest disk of a qcow2 image as an io.ReaderAt.
 //
-// It supports what keel's own writer (internal/qcow2) and a plain
+// It supports what Write and a plain
 // `qemu-img convert -O qcow2` produce: version 2 or 3, no encryption, no
 // backing file, no compressed clusters, no external data file. That is
 // enough to look inside any image keel built; anything else fails with a
 // clear error rather than reading wrong bytes.
-type Qcow2 struct {
+type Disk struct {
 	r           io.ReaderAt
 	size        int64 // guest disk size
 	clusterBits uint
@@ -23,21 +23,20 @@ type Qcow2 struct {
 }
 
 const (
-	qcowMagic      = 0x514649fb // "QFI\xfb"
-	qcowOffsetMask = 0x00fffffffffffe00
-	qcowCompressed = uint64(1) << 62
-	qcowZeroFlag   = uint64(1) // L2 entry bit 0 (v3): cluster reads as zeros
+	offsetMask     = 0x00fffffffffffe00
+	compressedFlag = uint64(1) << 62
+	zeroFlag       = uint64(1) // L2 entry bit 0 (v3): cluster reads as zeros
 	maxL1Bytes     = 32 << 20  // a 32 MiB L1 maps 256 TiB at 64 KiB clusters
 )
 
-// NewQcow2 parses the qcow2 header at the start of r.
-func NewQcow2(r io.ReaderAt) (*Qcow2, error) {
+// Open parses the qcow2 header at the start of r.
+func Open(r io.ReaderAt) (*Disk, error) {
 	var h [104]byte
 	if _, err := r.ReadAt(h[:72], 0); err != nil {
 		return nil, fmt.Errorf("qcow2: read header: %w", err)
 	}
 	be := binary.BigEndian
-	if be.Uint32(h[0:]) != qcowMagic {
+	if be.Uint32(h[0:]) != magic {
 		return nil, errors.New("qcow2: bad magic")
 	}
 	version := be.Uint32(h[4:])
@@ -47,7 +46,7 @@ func NewQcow2(r io.ReaderAt) (*Qcow2, error) {
 	if be.Uint64(h[8:]) != 0 {
 		return nil, errors.New("qcow2: images with a backing file are not supported")
 	}
-	q := &Qcow2{r: r, clusterBits: uint(be.Uint32(h[20:])), size: int64(be.Uint64(h[24:])), l2: map[uint64][]uint64{}}
+	q := &Disk{r: r, clusterBits: uint(be.Uint32(h[20:])), size: int64(be.Uint64(h[24:])), l2: map[uint64][]uint64{}}
 	if q.clusterBits < 9 || q.clusterBits > 21 {
 		return nil, fmt.Errorf("qcow2: bad cluster size 2^%d", q.clusterBits)
 	}
@@ -86,10 +85,10 @@ func NewQcow2(r io.ReaderAt) (*Qcow2, error) {
 }
 
 // Size is the guest disk's size in bytes.
-func (q *Qcow2) Size() int64 { return q.size }
+func (q *Disk) Size() int64 { return q.size }
 
 // ReadAt reads guest bytes; unallocated clusters read as zeros.
-func (q *Qcow2) ReadAt(p []byte, off int64) (int, error) {
+func (q *Disk) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, errors.New("qcow2: negative offset")
 	}
@@ -119,14 +118,14 @@ func (q *Qcow2) ReadAt(p []byte, off int64) (int, error) {
 
 // hostOffset maps the guest cluster holding off to its host offset, 0
 // when it reads as zeros.
-func (q *Qcow2) hostOffset(off int64) (int64, error) {
+func (q *Disk) hostOffset(off int64) (int64, error) {
 	l2Bits := q.clusterBits - 3
 	cluster := uint64(off) >> q.clusterBits
 	l1i := cluster >> l2Bits
 	if l1i >= uint64(len(q.l1)) {
 		return 0, nil
 	}
-	l2Off := q.l1[l1i] & qcowOffsetMask
+	l2Off := q.l1[l1i] & offsetMask
 	if l2Off == 0 {
 		return 0, nil
 	}
@@ -143,11 +142,11 @@ func (q *Qcow2) hostOffset(off int64) (int64, error) {
 		q.l2[l2Off] = l2
 	}
 	e := l2[cluster&(1<<l2Bits-1)]
-	if e&qcowCompressed != 0 {
+	if e&compressedFlag != 0 {
 		return 0, errors.New("qcow2: compressed clusters are not supported")
 	}
-	if e&qcowZeroFlag != 0 {
+	if e&zeroFlag != 0 {
 		return 0, nil
 	}
-	return int64(e & qcowOffsetMask), nil
+	return int64(e & offsetMask), nil
 }
