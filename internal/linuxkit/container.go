@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/big"
 	"slices"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -202,22 +203,38 @@ func (b *builder) put(key string, at value, p string, set func(*spec.Config)) bo
 	return true
 }
 
-// putStrings sets a keel list from items, checked by keel as a whole
-// first and, when refused, item by item (a large list costs one check).
-func (b *builder) putStrings(key, p string, items []strAt, list func(*spec.Config) *[]string) {
-	*list(b.cfg) = []string{} // set, even if empty: it replaces the label's
+// itemAt is an item of a list, translated, with where it was written.
+type itemAt[T any] struct {
+	v    T
+	at   value
+	path string
+}
+
+// putList sets a keel list from items, checked by keel as a whole first
+// and, when refused, item by item (a large list costs one check).
+func putList[T any](b *builder, key string, items []itemAt[T], list func(*spec.Config) *[]T) {
+	*list(b.cfg) = []T{} // set, even if empty: it replaces the label's
 	var trial spec.Config
 	for _, it := range items {
-		*list(&trial) = append(*list(&trial), it.s)
+		*list(&trial) = append(*list(&trial), it.v)
 	}
 	if len(items) > 0 && checkConfig(b.e.kind, trial) == "" {
 		*list(b.cfg) = *list(&trial)
-		b.from[key] = origin{items[0].at, index(p, 0)}
+		b.from[key] = origin{items[0].at, items[0].path}
 		return
 	}
-	for i, it := range items {
-		b.put(key, it.at, index(p, i), func(cfg *spec.Config) { *list(cfg) = append(*list(cfg), it.s) })
+	for _, it := range items {
+		b.put(key, it.at, it.path, func(cfg *spec.Config) { *list(cfg) = append(*list(cfg), it.v) })
 	}
+}
+
+// putStrings is putList for a list of strings, item i at index(p, i).
+func (b *builder) putStrings(key, p string, items []strAt, list func(*spec.Config) *[]string) {
+	its := make([]itemAt[string], len(items))
+	for i, it := range items {
+		its[i] = itemAt[string]{it.s, it.at, index(p, i)}
+	}
+	putList(b, key, its, list)
 }
 
 // keelBindOptions are the bind options keel's container runtime takes.
@@ -389,14 +406,20 @@ func (b *builder) key(f field, p string) {
 		if !ok {
 			return
 		}
+		var limits []itemAt[spec.Rlimit]
 		for i, it := range items {
 			parts := strings.Split(it.s, ",")
 			for j := range parts {
 				parts[j] = strings.TrimSpace(parts[j])
 			}
-			items[i].s = strings.Join(parts, ",")
+			r, err := spec.ParseRlimit(strings.Join(parts, ","))
+			if err != nil {
+				c.unsupported(it.at, index(p, i), "%v", err)
+				continue
+			}
+			limits = append(limits, itemAt[spec.Rlimit]{r, it.at, index(p, i)})
 		}
-		b.putStrings("rlimits", p, items, func(cfg *spec.Config) *[]string { return &cfg.Rlimits })
+		putList(b, "rlimits", limits, func(cfg *spec.Config) *[]spec.Rlimit { return &cfg.Rlimits })
 	case "uidMappings", "gidMappings":
 		if items, ok := c.list(f.val, p); ok && len(items) > 0 {
 			c.unsupported(f.val, p, "keel runs no container in a user namespace")
@@ -414,7 +437,7 @@ func (b *builder) key(f field, p string) {
 
 // capabilities reads a LinuxKit capability list: CAP_ names, or a single
 // all or none (in any case).
-func (b *builder) capabilities(f field, p string) ([]string, bool) {
+func (b *builder) capabilities(f field, p string) ([]spec.Capability, bool) {
 	items, ok := b.c.strs(f.val, p)
 	if !ok {
 		return nil, false
@@ -422,21 +445,22 @@ func (b *builder) capabilities(f field, p string) ([]string, bool) {
 	if len(items) == 1 {
 		switch strings.ToLower(items[0].s) {
 		case "all":
-			return []string{"all"}, true
+			return []spec.Capability{spec.MustParse[spec.Capability](spec.AllCapabilities)}, true
 		case "none":
-			return []string{}, true
+			return []spec.Capability{}, true
 		}
 	}
-	known := spec.Capabilities()
-	out := []string{}
+	out := []spec.Capability{}
 	for i, it := range items {
-		if slices.Contains(known, it.s) {
-			out = append(out, it.s)
+		// keel also takes other spellings (net_admin); LinuxKit does not.
+		v, err := spec.ParseCapability(it.s)
+		if err == nil && !v.IsAll() && v.Name() == it.s {
+			out = append(out, v)
 			continue
 		}
 		msg := fmt.Sprintf("unknown capability %q (LinuxKit takes CAP_ names, or a single all or none)", it.s)
-		if n, err := spec.NormalizeCapability(it.s); err == nil && n != "all" {
-			msg += fmt.Sprintf("; did you mean %q?", n)
+		if err == nil && !v.IsAll() {
+			msg += fmt.Sprintf("; did you mean %q?", v.Name())
 		}
 		b.c.invalid(it.at, index(p, i), "%s", msg)
 		ok = false
@@ -730,7 +754,7 @@ func (b *builder) resources(f field, p string) {
 				switch rf.key + "." + x.key {
 				case "memory.limit":
 					if n, ok := c.integer(x.val, xp); ok && n > 0 {
-						limit := fmt.Sprint(n)
+						limit := spec.MustParse[spec.Size](strconv.FormatInt(n, 10)) // bytes
 						b.put("resources.memory", x.val, xp, func(cfg *spec.Config) { res(cfg).Memory = limit })
 					}
 				case "pids.limit":
@@ -768,11 +792,15 @@ func (b *builder) resources(f field, p string) {
 				if period <= 0 {
 					period = 100000 // the kernel's default CFS period
 				}
-				cpus, exact := decimal(quota, period)
+				text, exact := decimal(quota, period)
 				if !exact {
-					c.warn(quotaAt, join(rp, "quota"), "%d/%d CPUs rounded to %s", quota, period, cpus)
+					c.warn(quotaAt, join(rp, "quota"), "%d/%d CPUs rounded to %s", quota, period, text)
 				}
-				b.put("resources.cpu", quotaAt, join(rp, "quota"), func(cfg *spec.Config) { res(cfg).CPU = cpus })
+				if cpus, err := spec.ParseCPU(text); err != nil {
+					c.unsupported(quotaAt, join(rp, "quota"), "%v", err)
+				} else {
+					b.put("resources.cpu", quotaAt, join(rp, "quota"), func(cfg *spec.Config) { res(cfg).CPU = cpus })
+				}
 			case period > 0:
 				c.warn(periodAt, join(rp, "period"), "a period without a quota sets no limit")
 			}
@@ -929,8 +957,8 @@ func (b *builder) interfaces(f field, p string, rt func(*spec.Config) *spec.Runt
 // then keel's check of the whole entry.
 func (b *builder) finish() {
 	c, e, cfg := b.c, b.e, b.cfg
-	b.addToLabel("capabilities", func(x *spec.Config) *[]string { return &x.Capabilities })
-	b.addToLabel("binds", func(x *spec.Config) *[]string { return &x.Binds })
+	b.addToLabel("capabilities")
+	b.addToLabel("binds")
 
 	// LinuxKit runs a container in the host's network, IPC and UTS
 	// namespaces, and never in a cgroup namespace of its own, unless the
@@ -1007,7 +1035,7 @@ func effective(v *string, label *spec.Config, key string) string {
 // the image label's list, unless the entry sets the list itself. keel
 // has no such key: the converter writes the sum, which needs the label,
 // known only for a keel package.
-func (b *builder) addToLabel(key string, list func(*spec.Config) *[]string) {
+func (b *builder) addToLabel(key string) {
 	add, ok := b.set[key+".add"]
 	if !ok {
 		return
@@ -1021,33 +1049,37 @@ func (b *builder) addToLabel(key string, list func(*spec.Config) *[]string) {
 		c.unsupported(add.keyAt, p, "keel has no %[1]s.add, and the %[1]s of %[2]s's label are not known when converting: list them all under %[1]s, or map the image to a keel package (--image-map)", key, b.e.image)
 		return
 	}
-	var added []string
 	if key == "capabilities" {
 		caps, ok := b.capabilities(add, p)
 		if !ok {
 			return
 		}
-		added = caps
-	} else {
-		binds, ok := b.binds(add, p)
-		if !ok {
-			return
+		sum := union(b.label.Capabilities, caps, func(x, y spec.Capability) bool { return x.Name() == y.Name() })
+		if slices.ContainsFunc(sum, spec.Capability.IsAll) {
+			sum = []spec.Capability{spec.MustParse[spec.Capability](spec.AllCapabilities)}
 		}
-		for _, bd := range binds {
-			added = append(added, bd.s)
-		}
+		b.put(key, add.val, p, func(cfg *spec.Config) { cfg.Capabilities = sum })
+		return
 	}
-	sum := slices.Clone(*list(b.label))
+	binds, ok := b.binds(add, p)
+	if !ok {
+		return
+	}
+	added := make([]string, len(binds))
+	for i, bd := range binds {
+		added[i] = bd.s
+	}
+	sum := union(b.label.Binds, added, func(x, y string) bool { return x == y })
+	b.put(key, add.val, p, func(cfg *spec.Config) { cfg.Binds = sum })
+}
+
+// union is list followed by the items of added it does not hold; never nil.
+func union[T any](list, added []T, same func(x, y T) bool) []T {
+	sum := append([]T{}, list...)
 	for _, a := range added {
-		if !slices.Contains(sum, a) {
+		if !slices.ContainsFunc(sum, func(x T) bool { return same(x, a) }) {
 			sum = append(sum, a)
 		}
 	}
-	if key == "capabilities" && slices.ContainsFunc(sum, func(s string) bool { return strings.EqualFold(s, "all") }) {
-		sum = []string{"all"}
-	}
-	if sum == nil {
-		sum = []string{}
-	}
-	b.put(key, add.val, p, func(cfg *spec.Config) { *list(cfg) = sum })
+	return sum
 }

@@ -87,7 +87,7 @@ func (c *converter) convertVolumes(items []value) []placed {
 		}
 		v := &volume{path: volumeDir + "/" + name, readonly: ro}
 		c.volumes[name] = v
-		out = append(out, placed{spec.File{Path: v.path, Directory: true, Mode: "0755"}, it, p})
+		out = append(out, placed{spec.File{Path: v.path, Directory: true, Mode: spec.MustParse[spec.FileMode]("0755")}, it, p})
 	}
 	return out
 }
@@ -132,11 +132,12 @@ func (c *converter) file(it value, p string) (placed, bool) {
 		return placed{}, false
 	}
 	var (
-		filePath, symlink, source, metadata, mode string
-		contents                                  *string
-		directory, optional, bad                  bool
-		uid, gid                                  uint32
-		at                                        = map[string]field{}
+		filePath, symlink, source, metadata string
+		mode                                spec.FileMode
+		contents                            *string
+		directory, optional, bad            bool
+		uid, gid                            uint32
+		at                                  = map[string]field{}
 	)
 	for _, f := range fs {
 		fp := join(p, f.key)
@@ -219,7 +220,7 @@ func (c *converter) file(it value, p string) (placed, bool) {
 	switch {
 	case directory:
 		f.Directory = true
-		f.Mode = modeOr(mode, 0o700)
+		f.Mode = modeOr(mode, "0700")
 		ignored("symlink", "the entry is a directory")
 	case symlink != "":
 		f.Symlink = symlink
@@ -227,9 +228,9 @@ func (c *converter) file(it value, p string) (placed, bool) {
 		ignored("mode", "a symlink has no mode")
 	case contents != nil:
 		f.Contents = contents
-		f.Mode = modeOr(mode, 0o600)
+		f.Mode = modeOr(mode, "0600")
 	case source != "":
-		f.Mode = modeOr(mode, 0o600)
+		f.Mode = modeOr(mode, "0600")
 		if !c.source(&f, source, optional, at["source"].val, join(p, "source")) {
 			return placed{}, false
 		}
@@ -256,26 +257,33 @@ func (c *converter) file(it value, p string) (placed, bool) {
 	return placed{f, it, p}, true
 }
 
-func modeOr(mode string, def int) string {
-	if mode != "" {
+// modeOr is mode, or def when the entry gives none.
+func modeOr(mode spec.FileMode, def string) spec.FileMode {
+	if mode.IsSet() {
 		return mode
 	}
-	return fmt.Sprintf("%04o", def)
+	return spec.MustParse[spec.FileMode](def)
 }
 
 // mode reads an octal mode, written as a string ("0644") or, unquoted, as
-// digits LinuxKit's parser would also take as octal.
-func (c *converter) mode(v value, p string) (string, bool) {
+// digits LinuxKit's parser would also take as octal, and writes it as
+// keel does (four digits at least).
+func (c *converter) mode(v value, p string) (spec.FileMode, bool) {
 	s, ok := c.str(v, p)
 	if !ok {
-		return "", false
+		return spec.FileMode{}, false
 	}
-	m, err := strconv.ParseUint(s, 8, 32)
+	n, err := strconv.ParseUint(s, 8, 32)
 	if err != nil {
 		c.invalid(v, p, "%q is not an octal mode", s)
-		return "", false
+		return spec.FileMode{}, false
 	}
-	return fmt.Sprintf("%04o", m), true
+	var m spec.FileMode
+	if err := m.UnmarshalText(fmt.Appendf(nil, "%04o", n)); err != nil {
+		c.unsupported(v, p, "%v", err)
+		return spec.FileMode{}, false
+	}
+	return m, true
 }
 
 // id reads a uid or gid: a number, or the name of a container, which
