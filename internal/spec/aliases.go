@@ -36,6 +36,11 @@ var formatAliases = []FormatAlias{
 // Formats, accepted or refused.
 func FormatAliases() []FormatAlias { return slices.Clone(formatAliases) }
 
+// isFormatAlias reports whether name is one of FormatAliases.
+func isFormatAlias(name string) bool {
+	return slices.ContainsFunc(formatAliases, func(a FormatAlias) bool { return a.Name == name })
+}
+
 // ResolveFormat returns the keel format a format name stands for: the
 // name itself for one of Formats, the keel format for an accepted alias.
 // A refused alias or an unknown name is an error saying what to use.

@@ -74,3 +74,18 @@ func TestFormatAliasesAreConsistent(t *testing.T) {
 		}
 	}
 }
+
+func TestSpecFormatsTakeLinuxKitNames(t *testing.T) {
+	const kernel = "[kernel]\nimage = \"./k\"\n"
+	s, err := Parse("t.toml", []byte(kernel+"[output]\nformats = [\"gcp\", \"iso-efi-initrd\", \"raw-efi\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"gce", "iso-efi", "raw-efi"}; !slices.Equal(s.Output.Formats, want) {
+		t.Errorf("formats %q, want %q", s.Output.Formats, want)
+	}
+	_, err = Parse("t.toml", []byte(kernel+"[output]\nformats = [\"rpi3\"]\n"))
+	if want := `t.toml:4:12: output.formats: output format "rpi3" (LinuxKit's) has no keel equivalent: use "rpi"`; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("error %v, want it to start with %q", err, want)
+	}
+}
