@@ -36,6 +36,10 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 			opts.Stdout = cmd.OutOrStdout()
 			opts.Log = logger()
 			opts.Progress = cmd.ErrOrStderr()
+			var err error
+			if opts.Formats, err = resolveFormats("--format", opts.Formats); err != nil {
+				return err
+			}
 			if err := checkBuildFlags(opts); err != nil {
 				return err
 			}

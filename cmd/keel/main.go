@@ -219,6 +219,7 @@ as initramfs, UKI, ISO, raw, qcow2 and cloud images, without Docker or root.`,
 		newCacheCmd(),
 		newLockCmd(),
 		newInspectCmd(),
+		newConvertCmd(),
 		newVersionCmd(),
 		newCompletionCmd(),
 	)
