@@ -23,6 +23,7 @@ import (
 	"github.com/keelos/keel/internal/debian"
 	"github.com/keelos/keel/internal/pkgbuild"
 	"github.com/keelos/keel/internal/qemu"
+	"github.com/keelos/keel/internal/testenv"
 )
 
 // TestMain stops the buildkitd the BuildKit tests share, if one started.
@@ -47,6 +48,7 @@ func deadBuilder(t *testing.T) *buildkit.Config {
 // the Debian downloads across runs), like keel pkg build's.
 func packageBuilder(t *testing.T, bk *buildkit.Config) *pkgbuild.Builder {
 	t.Helper()
+	testenv.NeedNetwork(t)
 	c, err := cache.Open(cache.DefaultDir())
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +68,7 @@ func packageBuilder(t *testing.T, bk *buildkit.Config) *pkgbuild.Builder {
 // remote one, over TCP with mutual TLS, and gets the same bytes; then
 // boots an image running it as a service and reads its output.
 func TestBuildKitHelloCSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	d := sharedBuildkitd(t)
 	ctx := context.Background()

@@ -21,6 +21,7 @@ import (
 	"github.com/keelos/keel/internal/cache"
 	"github.com/keelos/keel/internal/debian"
 	"github.com/keelos/keel/internal/spec"
+	"github.com/keelos/keel/internal/testenv"
 )
 
 // writeFiles creates files (relative path → content) under dir.
@@ -319,6 +320,7 @@ func TestPathFilter(t *testing.T) {
 }
 
 func TestBuildRealMirror(t *testing.T) {
+	testenv.NeedNetwork(t)
 	ctx := context.Background()
 	mirror, err := debian.MirrorFromHost()
 	if err != nil {

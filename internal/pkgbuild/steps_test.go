@@ -17,6 +17,7 @@ import (
 
 	"github.com/keelos/keel/internal/buildkit"
 	"github.com/keelos/keel/internal/buildkit/buildkittest"
+	"github.com/keelos/keel/internal/testenv"
 )
 
 // TestMain stops the buildkitd the BuildKit tests share, if one started.
@@ -266,6 +267,7 @@ func TestBuildStepsNeedABuilder(t *testing.T) {
 // whose owners survive; a second build of each is a cache hit that never
 // contacts a builder.
 func TestBuildStepsSlow(t *testing.T) {
+	testenv.NeedNetwork(t)
 	dir := buildModule(t)
 	ctx := context.Background()
 	c := newCache(t)
