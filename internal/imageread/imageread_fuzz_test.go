@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keelos/keel/internal/epoch"
 	"github.com/keelos/keel/internal/fuzzpatch"
 	"github.com/keelos/keel/internal/imageread/imagetest"
 	"github.com/keelos/keel/internal/initramfs"
@@ -70,7 +71,7 @@ func cpioOf(t testing.TB, files map[string]string) []byte {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
-	if err := initramfs.WriteCPIO(&b, root, imagetest.Epoch.Unix()); err != nil {
+	if err := initramfs.WriteCPIO(&b, root, epoch.Default().Unix()); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()
@@ -233,7 +234,7 @@ func isoOf(t testing.TB) []byte {
 	err := iso9660.Write(&b, iso9660.Options{
 		VolumeID: "TEST",
 		Files:    []iso9660.File{file("EFI/BOOT/EFIBOOT.IMG", "fat"), file("ISOLINUX/ISOLINUX.BIN", "bios"), file("BOOT/INITRD.IMG", "070701")},
-		Epoch:    imagetest.Epoch,
+		Epoch:    epoch.Default(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -304,7 +305,7 @@ func FuzzLocate(f *testing.F) {
 	if err := initramfs.WriteEpoch(&zst, root, initramfs.Zstd, 0); err != nil {
 		f.Fatal(err)
 	}
-	if err := root.WriteTar(&tarBuf, imagetest.Epoch); err != nil {
+	if err := root.WriteTar(&tarBuf, epoch.Default()); err != nil {
 		f.Fatal(err)
 	}
 	for _, seed := range [][]byte{cpio, zst.Bytes(), tarBuf.Bytes(), ukiOf(f, zst.Bytes()), gceOf(f, 1<<30)} {

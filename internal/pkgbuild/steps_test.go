@@ -17,6 +17,7 @@ import (
 
 	"github.com/keelos/keel/internal/buildkit"
 	"github.com/keelos/keel/internal/buildkit/buildkittest"
+	"github.com/keelos/keel/internal/epoch"
 	"github.com/keelos/keel/internal/testenv"
 )
 
@@ -285,7 +286,7 @@ func TestBuildStepsSlow(t *testing.T) {
 	var names []string
 	for n, h := range hdrs {
 		names = append(names, n)
-		if !h.ModTime.Equal(DefaultEpoch) || h.Uid != 0 || h.Gid != 0 {
+		if !h.ModTime.Equal(epoch.Default()) || h.Uid != 0 || h.Gid != 0 {
 			t.Errorf("%s: mtime %v owner %d:%d", n, h.ModTime, h.Uid, h.Gid)
 		}
 	}

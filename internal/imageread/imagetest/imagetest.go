@@ -13,9 +13,9 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"time"
 
 	"github.com/keelos/keel/internal/disk"
+	"github.com/keelos/keel/internal/epoch"
 	"github.com/keelos/keel/internal/fat"
 	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/initramfs"
@@ -23,9 +23,6 @@ import (
 	"github.com/keelos/keel/internal/qcow2"
 	"github.com/keelos/keel/internal/uki"
 )
-
-// Epoch stamps every fixture.
-var Epoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // Tree builds a root holding files (path → content; parents are made).
 func Tree(storeDir string, files map[string]string) (*fstree.Tree, error) {
@@ -116,7 +113,7 @@ func Outputs(dir, name string, root *fstree.Tree) (map[string]string, error) {
 	base := filepath.Join(dir, name+"-amd64")
 	out := map[string]string{}
 	var initrd bytes.Buffer
-	if err := initramfs.WriteEpoch(&initrd, root, initramfs.Zstd, Epoch.Unix()); err != nil {
+	if err := initramfs.WriteEpoch(&initrd, root, initramfs.Zstd, epoch.Default().Unix()); err != nil {
 		return nil, err
 	}
 	write := func(format, p string, data []byte) error {
@@ -130,7 +127,7 @@ func Outputs(dir, name string, root *fstree.Tree) (map[string]string, error) {
 		return nil, err
 	}
 	var tarBuf bytes.Buffer
-	if err := root.WriteTar(&tarBuf, Epoch); err != nil {
+	if err := root.WriteTar(&tarBuf, epoch.Default()); err != nil {
 		return nil, err
 	}
 	if err := write("tar", base+".tar", tarBuf.Bytes()); err != nil {
@@ -152,7 +149,7 @@ func Outputs(dir, name string, root *fstree.Tree) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = fat.Write(ff, 0, fat.Size(files), files, fat.Options{Label: "KEEL-EFI", Epoch: Epoch})
+	err = fat.Write(ff, 0, fat.Size(files), files, fat.Options{Label: "KEEL-EFI", Epoch: epoch.Default()})
 	ff.Close()
 	if err != nil {
 		return nil, err
@@ -169,7 +166,7 @@ func Outputs(dir, name string, root *fstree.Tree) (map[string]string, error) {
 			return io.NopCloser(bytes.NewReader(img)), nil
 		}}},
 		EFIBootImage: "EFI/BOOT/EFIBOOT.IMG",
-		Epoch:        Epoch,
+		Epoch:        epoch.Default(),
 	})
 	if err != nil {
 		return nil, err
@@ -212,7 +209,7 @@ func EFIDisk(p string, ukiData []byte, espSize int64) error {
 	}
 	err = disk.WriteEFI(f, disk.EFIOptions{
 		Seed: "test", ESPFiles: []fat.File{memFile("EFI/BOOT/BOOTX64.EFI", ukiData)},
-		ESPLabel: "ESP", ESPSize: espSize, Epoch: Epoch,
+		ESPLabel: "ESP", ESPSize: espSize, Epoch: epoch.Default(),
 	})
 	if cerr := f.Close(); err == nil {
 		err = cerr
