@@ -191,6 +191,14 @@ func (b *Builder) planStack(ctx context.Context, dir, arch string, stack []strin
 	if err := hashDir(ctx, h, pkg.Dir); err != nil {
 		return nil, fmt.Errorf("package %s: hashing inputs: %w", pkg.Name, err)
 	}
+	// Included files may live outside it.
+	for _, inc := range pkg.Include {
+		name := filepath.Join(pkg.Dir, inc)
+		h.str("include", inc)
+		if err := h.hostFile(ctx, filepath.Dir(name), filepath.Base(name)); err != nil {
+			return nil, fmt.Errorf("package %s: include %s: %w", pkg.Name, inc, err)
+		}
+	}
 	// The base of a [build] from its own parts is cached apart, under the
 	// hash of those parts alone: a change to what the steps do (a copied
 	// source, a step) reuses it.

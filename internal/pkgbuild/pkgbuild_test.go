@@ -139,6 +139,22 @@ func TestKeyChangesWithEveryInput(t *testing.T) {
 	check("a file mode", key("amd64"))
 	writeFiles(t, dir, map[string]string{"package.toml": strings.Replace(readFile(t, filepath.Join(dir, "package.toml")), "-v", "-q", 1)})
 	check("package.toml", key("amd64"))
+
+	// An included file outside the package directory is an input too.
+	shared := filepath.Join(t.TempDir(), "links.toml")
+	writeFiles(t, filepath.Dir(shared), map[string]string{"links.toml": "[[file]]\npath = \"/bin/sh\"\nsymlink = \"busybox\"\n"})
+	rel, err := filepath.Rel(dir, shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkgTOML := readFile(t, filepath.Join(dir, "package.toml"))
+	writeFiles(t, dir, map[string]string{"package.toml": strings.Replace(pkgTOML, "name = \"tiny\"\n", "name = \"tiny\"\ninclude = [\""+rel+"\"]\n", 1)})
+	if !strings.Contains(readFile(t, filepath.Join(dir, "package.toml")), "include") {
+		t.Fatal("the test's package.toml has no include")
+	}
+	check("an include", key("amd64"))
+	writeFiles(t, filepath.Dir(shared), map[string]string{"links.toml": "[[file]]\npath = \"/bin/ash\"\nsymlink = \"busybox\"\n"})
+	check("an included file's content", key("amd64"))
 }
 
 func readFile(t *testing.T, p string) string {
