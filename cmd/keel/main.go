@@ -207,7 +207,7 @@ as initramfs, UKI, ISO, raw, qcow2 and cloud images, without Docker or root.`,
 		newInspectCmd(),
 		newVersionCmd(),
 		newCompletionCmd(),
-		newRebuildCmd(g),
+		newRebuildCmd(),
 	)
 	return root
 }

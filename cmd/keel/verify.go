@@ -99,7 +99,7 @@ func (g *globalFlags) rebuildInChild(stderr io.Writer) build.Rebuild {
 // newRebuildCmd is the child side: it sets its own umask, checks the
 // parent's time zone took effect, runs the build the parent describes on
 // stdin and prints the result as JSON.
-func newRebuildCmd(g *globalFlags) *cobra.Command {
+func newRebuildCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:    rebuildCommand,
 		Short:  "Run the second build of --verify-reproducible (internal)",
@@ -116,10 +116,10 @@ func newRebuildCmd(g *globalFlags) *cobra.Command {
 				return fmt.Errorf("%s: reading the build's options: %w", rebuildCommand, err)
 			}
 			stderr := cmd.ErrOrStderr()
-			child := globalFlags{Verbose: req.Verbose}
+			g := globalFlags{Verbose: req.Verbose}
 			opts := req.Options
 			opts.Stdout = io.Discard
-			opts.Log = child.logger(stderr)
+			opts.Log = g.logger(stderr)
 			opts.Progress = stderr
 			if opts.BuildKit != nil {
 				opts.BuildKit.Progress = stderr
