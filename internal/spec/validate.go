@@ -476,6 +476,7 @@ func describeSet(set []string) string {
 func (l *located) checkPackage(pk *Package) {
 	root := keyPath{}
 	l.checkName(root.field("name"), pk.Name)
+	l.checkIncludes(root.field("include"), pk.Include)
 	for i, g := range pk.Go {
 		p := root.field("go").entry(i, g.Dest)
 		if g.Main == "" {
