@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/keelos/keel/internal/ctxio"
+	"github.com/keelos/keel/internal/epoch"
 	"github.com/keelos/keel/internal/format"
 	"github.com/keelos/keel/internal/imageread"
 	"github.com/keelos/keel/internal/imageread/imagetest"
@@ -99,7 +100,7 @@ func TestAddingAFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &spec.Spec{Name: "host", Arch: []string{"amd64"}, Output: spec.Output{Formats: []string{"tar-gz", "tar"}}}
-	b := &builder{spec: s, opts: Options{Dir: "/out"}, epoch: imagetest.Epoch, stage: t.TempDir()}
+	b := &builder{spec: s, opts: Options{Dir: "/out"}, epoch: epoch.Default(), stage: t.TempDir()}
 	sys := &system{arch: "amd64", root: root, sbom: []byte("{}")}
 	outs, err := b.writeFormats(context.Background(), sys, table, writers)
 	if err != nil {

@@ -178,6 +178,45 @@ var all = []Descriptor{
 		Summary: "Raspberry Pi 4/5 SD card image"},
 }
 
+// An Alias is an output format name of another image builder (LinuxKit's
+// `linuxkit build --format`) that is not also one of the table's: either
+// another name for a format of the table, or a name keel refuses, saying
+// what to use instead. [output] formats and --format take them.
+type Alias struct {
+	Name   string // the name as LinuxKit users type it
+	Format string // the format of the table it stands for; "" when refused
+	Use    string // when refused: what to use instead, and why
+}
+
+// aliases are LinuxKit's format names that are not also keel's.
+// LinuxKit's kernel+initrd, tar, iso-bios, iso-efi, raw-bios, raw-efi,
+// qcow2-efi, qcow2-bios, vhd, dynamic-vhd, vmdk and aws are formats of
+// the table by the same name and need no entry.
+var aliases = []Alias{
+	{Name: "gcp", Format: GCE},
+	// LinuxKit's iso-efi-initrd boots a kernel and an initrd from an EFI
+	// ISO: keel's iso-efi is exactly that (both inside a UKI).
+	{Name: "iso-efi-initrd", Format: ISOEFI},
+	{Name: "tar-kernel-initrd", Use: `"kernel+initrd" (the kernel, initramfs and command line as three files, not in a tar)`},
+	{Name: "kernel+squashfs", Use: `a disk format such as "raw-efi" with [output] root = "squashfs" (keel mounts a squashfs root only from a disk partition)`},
+	{Name: "kernel+erofs", Use: `a disk format such as "raw-efi" with [output] root = "erofs" (keel mounts an erofs root only from a disk partition)`},
+	{Name: "kernel+iso", Use: `"iso-efi", "iso-bios" or "iso" (keel's ISOs carry the kernel and boot by themselves)`},
+	{Name: "rpi3", Use: `"rpi" (a Raspberry Pi 4 and 5 SD card image; the Pi 3 is not a keel target)`},
+	{Name: "docker", Use: `"tar" and docker import (keel writes no container image of the system)`},
+}
+
+// Aliases returns the other names of formats, accepted or refused.
+func Aliases() []Alias { return slices.Clone(aliases) }
+
+// LookupAlias returns the alias named name.
+func LookupAlias(name string) (Alias, bool) {
+	i := slices.IndexFunc(aliases, func(a Alias) bool { return a.Name == name })
+	if i < 0 {
+		return Alias{}, false
+	}
+	return aliases[i], true
+}
+
 // All returns the table.
 func All() []Descriptor { return slices.Clone(all) }
 
