@@ -1,6 +1,7 @@
 // Command init is keel's PID 1: it brings the machine up, runs the
 // onboot containers in order, supervises the services, answers keel-ctl,
-// and shuts the machine down cleanly.
+// and shuts the machine down cleanly. Started as keel-ctl (the image's
+// /usr/bin/keel-ctl is a symlink to /init), it is that client instead.
 package main
 
 import (
@@ -19,6 +20,7 @@ import (
 	"github.com/keelos/keel/init/internal/boot"
 	"github.com/keelos/keel/init/internal/container"
 	"github.com/keelos/keel/init/internal/control"
+	"github.com/keelos/keel/init/internal/ctl"
 	"github.com/keelos/keel/init/internal/logring"
 	"github.com/keelos/keel/init/internal/reaper"
 	"github.com/keelos/keel/init/internal/supervisor"
@@ -35,6 +37,9 @@ const (
 )
 
 func main() {
+	if filepath.Base(os.Args[0]) == layout.CtlName {
+		os.Exit(ctl.Main(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	container.ChildMain()
 	console := openConsole()
 	logf := func(format string, args ...any) {
