@@ -5,13 +5,9 @@ import (
 	"strings"
 )
 
-// The kernel command line parameters keel itself writes. init reads the
-// root ones (init/internal/boot/diskroot.go).
-const (
-	cmdlineConsole    = "console"
-	cmdlineRoot       = "keel.root"
-	cmdlineRootFSType = "keel.rootfstype"
-)
+// cmdlineConsole is the kernel's console parameter; keel's own
+// parameters, which init reads, are layout.Cmdline*.
+const cmdlineConsole = "console"
 
 // kernelCmdline is an image's kernel command line as its parameters. It
 // is made once, when the system is assembled, and never edited: each boot

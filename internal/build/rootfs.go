@@ -20,6 +20,7 @@ import (
 	"github.com/keelos/keel/internal/format"
 	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/kmod"
+	"github.com/keelos/keel/internal/layout"
 	"github.com/keelos/keel/internal/sbom"
 	"github.com/keelos/keel/internal/spec"
 	"github.com/keelos/keel/internal/squashfs"
@@ -173,7 +174,7 @@ func (r *rootImage) cmdline() []string {
 	if r == nil {
 		return nil
 	}
-	return []string{cmdlineRoot + "=PARTLABEL=" + r.label, cmdlineRootFSType + "=" + r.fstype}
+	return []string{layout.CmdlineRoot + "=PARTLABEL=" + r.label, layout.CmdlineRootFSType + "=" + r.fstype}
 }
 
 // close removes the image file.
@@ -200,25 +201,25 @@ func treeID(t *fstree.Tree) [16]byte {
 
 // initrdForDiskRoot is the initramfs of a root on disk: /init, the
 // directories init mounts on, /dev/console, the build records of
-// /etc/keel, and of the image's modules
-// those that find and mount the root (with their dependencies), listed in
-// /etc/keel/modules in the image's load order. The root's own
-// /etc/keel/modules, loaded after the switch, lists them all.
+// /etc/keel, and of the image's modules those that find and mount the
+// root (with their dependencies), listed in layout.Modules in the image's
+// load order. The root's own list, loaded after the switch, names them
+// all.
 func initrdForDiskRoot(root *fstree.Tree) (*fstree.Tree, error) {
 	t := fstree.New(root.Store())
-	e, ok := root.Get("init")
+	e, ok := root.Get(layout.Init)
 	if !ok || !e.Mode.IsRegular() {
-		return nil, fmt.Errorf("no /init in the image")
+		return nil, fmt.Errorf("no /%s in the image", layout.Init)
 	}
 	if err := t.Add(*e); err != nil {
 		return nil, err
 	}
-	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "etc/keel"} {
+	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", layout.KeelDir} {
 		if err := addDir(t, d, 0o755); err != nil {
 			return nil, err
 		}
 	}
-	if err := t.Add(fstree.Entry{Path: "dev/console", Mode: fs.ModeDevice | fs.ModeCharDevice | 0o600, Devmajor: 5, Devminor: 1}); err != nil {
+	if err := t.Add(fstree.Entry{Path: layout.Console, Mode: fs.ModeDevice | fs.ModeCharDevice | 0o600, Devmajor: 5, Devminor: 1}); err != nil {
 		return nil, err
 	}
 	// The resolved spec, provenance and SBOM are small, and with them
@@ -231,7 +232,7 @@ func initrdForDiskRoot(root *fstree.Tree) (*fstree.Tree, error) {
 			}
 		}
 	}
-	le, ok := root.Get("etc/keel/modules")
+	le, ok := root.Get(layout.Modules)
 	if !ok {
 		return t, nil // a kernel with everything built in
 	}
@@ -250,7 +251,7 @@ func initrdForDiskRoot(root *fstree.Tree) (*fstree.Tree, error) {
 		}
 		me, ok := root.Get(p)
 		if !ok {
-			return nil, fmt.Errorf("/etc/keel/modules names /%s, which is not in the image", p)
+			return nil, fmt.Errorf("/%s names /%s, which is not in the image", layout.Modules, p)
 		}
 		rc, err := root.Open(me)
 		if err != nil {
@@ -289,7 +290,7 @@ func initrdForDiskRoot(root *fstree.Tree) (*fstree.Tree, error) {
 		}
 		fmt.Fprintf(&out, "/%s\n", p)
 	}
-	return t, t.AddFile("etc/keel/modules", 0o644, 0, 0, &out)
+	return t, t.AddFile(layout.Modules, 0o644, 0, 0, &out)
 }
 
 // storageModule reports whether a module file is a disk or file system
