@@ -291,6 +291,9 @@ func (l *located) checkConfig(p keyPath, c *Config) {
 					l.errorf(ip.field("peer"), "%q is not an interface name", it.Peer)
 				}
 			}
+			if it.CreateInNS && it.Add != "veth" {
+				l.errorf(ip.field("create-in-ns"), "create-in-ns needs add = \"veth\" (an existing interface is moved, not created)")
+			}
 		}
 		if b := r.BindNS; b != nil {
 			bp := rp.field("bind-ns")

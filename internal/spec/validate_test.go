@@ -84,6 +84,7 @@ func TestValidationRules(t *testing.T) {
 		{"runtime mkdir", service("[service.runtime]\nmkdir = [\"var\"]\n"), `service[svc].runtime.mkdir: "var" is not an absolute path`},
 		{"runtime interface", service("[[service.runtime.interfaces]]\nname = \"eth1\"\nadd = \"vet\"\n"), `service[svc].runtime.interfaces[eth1].add: unknown interface type "vet" (only veth); did you mean "veth"?`},
 		{"runtime peer", service("[[service.runtime.interfaces]]\nname = \"eth1\"\npeer = \"x\"\n"), `peer needs add = "veth"`},
+		{"runtime create-in-ns", service("[[service.runtime.interfaces]]\nname = \"eth1\"\ncreate-in-ns = true\n"), `create-in-ns needs add = "veth"`},
 		{"runtime bind-ns", service("[service.runtime.bind-ns]\nnet = \"netns\"\n"), `service[svc].runtime.bind-ns.net: "netns" is not an absolute path`},
 		{"file ok", kernel + "[[file]]\npath = \"/etc/x\"\ncontents = \"\"\nmode = \"0600\"\n[[file]]\npath = \"/var/lib/x\"\ndirectory = true\n[[file]]\npath = \"/bin/sh\"\nsymlink = \"busybox\"\n[[file]]\npath = \"/etc/y\"\nsource = \"files/y\"\n", ""},
 		{"file two kinds", kernel + "[[file]]\npath = \"/etc/x\"\ncontents = \"a\"\nsource = \"x\"\n", `file[/etc/x]: set exactly one of contents, source, symlink or directory (got contents and source)`},
