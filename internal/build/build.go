@@ -160,7 +160,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	modules, err := modindex.Open(filepath.Join(c.Dir(), "modindex"), opts.warn)
+	modules, err := modindex.Open(c.ModIndexDir(), opts.warn)
 	if err != nil {
 		return nil, err
 	}

@@ -290,3 +290,13 @@ func (x *Index) write(p string, e entry) error {
 	}
 	return os.Rename(tmp.Name(), p)
 }
+
+// Clean removes the entries a killed keel left half written and reports
+// how many files and bytes it freed.
+func (x *Index) Clean() (int, int64, error) {
+	n, freed, err := cachefile.RemoveStale(x.dir, func(name string) bool { return strings.HasPrefix(name, tempPrefix) })
+	if err != nil {
+		return n, freed, fmt.Errorf("module index: %w", err)
+	}
+	return n, freed, nil
+}
