@@ -14,6 +14,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"github.com/keelos/keel/internal/kmod/kmodtest"
+	"github.com/keelos/keel/internal/testenv"
 )
 
 // moduleSpec writes a spec whose kernel image has a module tree (xz
@@ -136,5 +137,25 @@ func TestModuleIndexIsKeptAndOutputsAreTheSame(t *testing.T) {
 	}
 	if !bytes.Equal(third, first) {
 		t.Fatal("the build after a damaged index entry differs")
+	}
+}
+
+// TestProgressNamesNoTemporaryDirectoryRealMirror builds a UKI, whose EFI
+// stub comes from keel's tools/efi-stub package, written out to a
+// temporary directory for the build: the progress names the package, not
+// that directory.
+func TestProgressNamesNoTemporaryDirectoryRealMirror(t *testing.T) {
+	testenv.NeedNetwork(t)
+	specFile := moduleSpec(t)
+	var progress bytes.Buffer
+	_, err := Run(context.Background(), Options{Specs: []string{specFile}, Formats: []string{"uki"}, Dir: filepath.Join(filepath.Dir(specFile), "out"), CacheDir: t.TempDir(), Progress: &progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(progress.String(), "amd64: efi-stub: resolving keel's tools/efi-stub package") {
+		t.Errorf("the progress does not name the tool package:\n%s", &progress)
+	}
+	if strings.Contains(progress.String(), "keel-tools-") {
+		t.Errorf("the progress names a temporary directory:\n%s", &progress)
 	}
 }
