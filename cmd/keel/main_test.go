@@ -185,6 +185,11 @@ func TestBadUsageExitsTwo(t *testing.T) {
 		{"run", "qemu", "--disk", "data.raw,size=lots", "x.raw"},
 		{"run", "qemu", "--disk", "data.raw,size=0", "x.raw"},
 		{"version", "extra"},
+		// --arch is for the commands that build or boot for one.
+		{"version", "--arch", "amd64"},
+		{"completion", "bash", "--arch", "amd64"},
+		{"inspect", "--arch", "amd64", f},
+		{"cache", "ls", "--arch", "amd64"},
 		{"completion", "tcsh"},
 		{},
 	} {

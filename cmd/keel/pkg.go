@@ -93,6 +93,7 @@ it under the hash of its inputs: then no builder is contacted.`,
 		},
 	}
 	addBuilderFlags(cmd.Flags(), &bf)
+	addArchFlag(cmd, g, "target architectures, comma separated: amd64,arm64 (default: the host's)")
 	return cmd
 }
 
@@ -223,6 +224,7 @@ Credentials come from the docker config and its credential helpers.`,
 		},
 	}
 	addBuilderFlags(cmd.Flags(), &bf)
+	addArchFlag(cmd, g, "architectures of the image index, comma separated (default: amd64,arm64)")
 	return cmd
 }
 
