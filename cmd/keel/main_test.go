@@ -199,6 +199,21 @@ func TestBadUsageExitsTwo(t *testing.T) {
 	}
 }
 
+func TestArchFlagOnlyWhereUsed(t *testing.T) {
+	for cmd, want := range map[string]bool{
+		"build": true, "run qemu": true, "lock": true, "pkg build": true, "pkg push": true, "pkg show-tag": true,
+		"version": false, "inspect": false, "completion": false, "cache ls": false, "convert linuxkit": false,
+	} {
+		code, stdout, stderr := keel(t, append(strings.Fields(cmd), "--help")...)
+		if code != 0 {
+			t.Errorf("%s --help: exit %d: %s", cmd, code, stderr)
+		}
+		if got := strings.Contains(stdout, "--arch "); got != want {
+			t.Errorf("%s --help lists --arch: %v, want %v\n%s", cmd, got, want, stdout)
+		}
+	}
+}
+
 func TestVersionAndCompletion(t *testing.T) {
 	code, stdout, _ := keel(t, "version")
 	if code != 0 || !strings.HasPrefix(stdout, "keel ") {

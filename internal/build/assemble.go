@@ -57,7 +57,7 @@ type system struct {
 	arch    string
 	root    *fstree.Tree
 	kernel  []byte
-	cmdline string
+	cmdline kernelCmdline
 	sbom    []byte       // SPDX JSON, also at /etc/keel/sbom.spdx.json
 	ktree   *fstree.Tree // the kernel image's files (device trees for rpi)
 	// With the root on disk (rootfs.go): the initramfs's own tree and
@@ -78,6 +78,7 @@ func (b *builder) buildArch(ctx context.Context, arch string) ([]Output, []fstre
 	if err != nil {
 		return nil, nil, err
 	}
+	defer sys.rootImage.close()
 	outs, err := b.writeOutputs(ctx, sys)
 	if err != nil {
 		return nil, nil, err
@@ -220,20 +221,15 @@ func (b *builder) assemble(ctx context.Context, arch string) (*system, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &system{arch: arch, root: root, kernel: kernel, cmdline: Cmdline(s.Kernel.Cmdline, arch), sbom: doc, ktree: ktree}, nil
-}
-
-// Cmdline is the kernel command line of an image: the spec's, with the
-// architecture's serial console first when the spec names no console.
-func Cmdline(specCmdline, arch string) string {
-	if strings.Contains(specCmdline, "console=") {
-		return strings.TrimSpace(specCmdline)
+	img, initrdRoot, err := b.writeRootImage(ctx, arch, root)
+	if err != nil {
+		return nil, err
 	}
-	console := "console=tty0 console=ttyS0"
-	if arch == "arm64" {
-		console = "console=ttyAMA0"
-	}
-	return strings.TrimSpace(console + " " + specCmdline)
+	return &system{
+		arch: arch, root: root, kernel: kernel, sbom: doc, ktree: ktree,
+		initrdRoot: initrdRoot, rootImage: img,
+		cmdline: newKernelCmdline(s.Kernel.Cmdline, arch, img.cmdline()...),
+	}, nil
 }
 
 // findKernel finds the kernel in a kernel image: /kernel (LinuxKit's

@@ -14,12 +14,6 @@ import (
 // Archs are the target architectures keel builds for (GOARCH names).
 var Archs = []string{"amd64", "arm64"}
 
-// Formats are the output formats of [output] formats, in DESIGN.md order.
-var Formats = []string{
-	"kernel+initrd", "tar", "uki", "iso-efi", "iso-bios", "iso", "raw-efi", "raw-bios", "raw",
-	"qcow2-efi", "qcow2-bios", "vhd", "dynamic-vhd", "vhdx", "vmdk", "ova", "gce", "aws", "rpi",
-}
-
 // RootFormats are the values of [output] root.
 var RootFormats = []string{"initrd", "squashfs", "erofs"}
 
