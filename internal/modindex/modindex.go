@@ -86,6 +86,9 @@ type module struct {
 // every file, read through open, and storing the result. progress is
 // told before the files are parsed, which takes a while.
 func (x *Index) Modules(ctx context.Context, files []File, open func(File) (io.ReadCloser, error), progress func(msg string)) ([]kmod.Module, error) {
+	if len(files) == 0 {
+		return nil, nil
+	}
 	sorted := slices.Clone(files)
 	slices.SortFunc(sorted, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
 	for i := 1; i < len(sorted); i++ {
