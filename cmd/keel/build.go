@@ -70,6 +70,7 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 		},
 	}
 	f := cmd.Flags()
+	addArchFlag(cmd, g, "target architectures, comma separated: amd64,arm64 (default: the spec's, else the host's)")
 	f.StringSliceVar(&opts.Formats, "format", nil, "output formats, repeated or comma separated: "+strings.Join(format.Names(), ", ")+" (default: the spec's [output] formats)")
 	f.StringVar(&opts.Dir, "dir", ".", "directory the outputs are written to")
 	f.StringVar(&opts.Name, "name", "", "name prefix of the outputs (default: the spec's name)")

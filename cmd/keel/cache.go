@@ -12,6 +12,7 @@ import (
 
 	"github.com/keelos/keel/internal/cache"
 	"github.com/keelos/keel/internal/fstree"
+	"github.com/keelos/keel/internal/modindex"
 )
 
 func newCacheCmd(g *globalFlags) *cobra.Command {
@@ -84,6 +85,15 @@ func newCacheCmd(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				mods, err := modindex.Open(c.ModIndexDir(), nil)
+				if err != nil {
+					return err
+				}
+				modTemps, modTempBytes, err := mods.Clean()
+				if err != nil {
+					return err
+				}
+				temps, tempBytes = temps+modTemps, tempBytes+modTempBytes
 				fmt.Fprintf(cmd.OutOrStdout(), "freed %d blobs (%s) and %d temporary files (%s)\n",
 					freed.Blobs, humanSize(freed.BlobBytes), freed.Temps+temps, humanSize(freed.TempBytes+tempBytes))
 				return nil

@@ -29,7 +29,7 @@ type inspectReport struct {
 	SpecSHA256 string           `json:"spec_sha256"` // of the spec as read from the image
 	Provenance *sbom.Provenance `json:"provenance"`
 	SBOM       *sbom.Summary    `json:"sbom"`
-	Warnings   []string         `json:"warnings,omitempty"`
+	Warnings   []string         `json:"warnings"` // [] when there is none: the key is always there
 }
 
 func newInspectCmd() *cobra.Command {
@@ -122,6 +122,7 @@ func inspectImage(im *imageread.Image) (*inspectReport, error) {
 	rep := &inspectReport{
 		Image: im.Path, Format: im.Format, Layers: im.Layers,
 		Spec: string(spec), SpecSHA256: hex.EncodeToString(sum[:]),
+		Warnings: []string{},
 	}
 	if data, ok := files[sbom.ProvenancePath]; ok {
 		p, err := sbom.ParseProvenance(data)

@@ -57,6 +57,7 @@ fails if anything would differ.`,
 		},
 	}
 	cmd.Flags().BoolVar(&pull, "pull", false, "re-resolve registry tags instead of using the cache")
+	addArchFlag(cmd, g, "target architectures, comma separated: amd64,arm64 (default: the spec's, else the host's)")
 	addBuilderFlags(cmd.Flags(), &bf)
 	return cmd
 }

@@ -195,7 +195,6 @@ as initramfs, UKI, ISO, raw, qcow2 and cloud images, without Docker or root.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.CacheDir, "cache", cache.DefaultDir(), "cache directory (KEEL_CACHE)")
-	pf.StringSliceVar(&g.Arch, "arch", nil, "target architectures, comma separated: amd64,arm64 (default: the spec's, else the host's)")
 	pf.CountVarP(&g.Verbose, "verbose", "v", "log more: -v info, -vv debug")
 
 	root.AddCommand(
@@ -211,6 +210,12 @@ as initramfs, UKI, ISO, raw, qcow2 and cloud images, without Docker or root.`,
 		newRebuildCmd(),
 	)
 	return root
+}
+
+// addArchFlag gives --arch to the commands that build or boot for an
+// architecture; the others (version, inspect, …) have none to take.
+func addArchFlag(cmd *cobra.Command, g *globalFlags, usage string) {
+	cmd.Flags().StringSliceVar(&g.Arch, "arch", nil, usage)
 }
 
 func archIndex(a string) (int, bool) {

@@ -185,11 +185,31 @@ func TestBadUsageExitsTwo(t *testing.T) {
 		{"run", "qemu", "--disk", "data.raw,size=lots", "x.raw"},
 		{"run", "qemu", "--disk", "data.raw,size=0", "x.raw"},
 		{"version", "extra"},
+		// --arch is for the commands that build or boot for one.
+		{"version", "--arch", "amd64"},
+		{"completion", "bash", "--arch", "amd64"},
+		{"inspect", "--arch", "amd64", f},
+		{"cache", "ls", "--arch", "amd64"},
 		{"completion", "tcsh"},
 		{},
 	} {
 		if code, _, stderr := keel(t, args...); code != 2 {
 			t.Errorf("%q: exit %d, want 2; stderr: %s", args, code, stderr)
+		}
+	}
+}
+
+func TestArchFlagOnlyWhereUsed(t *testing.T) {
+	for cmd, want := range map[string]bool{
+		"build": true, "run qemu": true, "lock": true, "pkg build": true, "pkg push": true, "pkg show-tag": true,
+		"version": false, "inspect": false, "completion": false, "cache ls": false, "convert linuxkit": false,
+	} {
+		code, stdout, stderr := keel(t, append(strings.Fields(cmd), "--help")...)
+		if code != 0 {
+			t.Errorf("%s --help: exit %d: %s", cmd, code, stderr)
+		}
+		if got := strings.Contains(stdout, "--arch "); got != want {
+			t.Errorf("%s --help lists --arch: %v, want %v\n%s", cmd, got, want, stdout)
 		}
 	}
 }

@@ -88,6 +88,7 @@ it under the hash of its inputs: then no builder is contacted.`,
 		},
 	}
 	addBuilderFlags(cmd.Flags(), &bf)
+	addArchFlag(cmd, g, "target architectures, comma separated: amd64,arm64 (default: the host's)")
 	return cmd
 }
 
@@ -216,6 +217,7 @@ package. Credentials come from the docker config and its credential helpers.`,
 		},
 	}
 	addBuilderFlags(cmd.Flags(), &bf)
+	addArchFlag(cmd, g, "architectures of the image index, comma separated (default: amd64,arm64)")
 	return cmd
 }
 
@@ -245,6 +247,7 @@ push gives it when pushed to a REGISTRY/REPO. Nothing is built or pushed.`,
 		},
 	}
 	addBuilderFlags(cmd.Flags(), &bf)
+	addArchFlag(cmd, g, "architectures of the image index, comma separated (default: amd64,arm64)")
 	return cmd
 }
 

@@ -87,6 +87,7 @@ format=qcow2 or a .qcow2 name).`,
 		},
 	}
 	f := cmd.Flags()
+	addArchFlag(cmd, g, "architecture of the guest (default: what the image says)")
 	f.IntVar(&opts.Mem, "mem", 1024, "memory in MiB")
 	f.IntVar(&opts.CPUs, "cpus", 1, "virtual CPUs")
 	f.StringArrayVar(&disks, "disk", nil, "extra disk FILE[,size=S][,format=raw|qcow2|vpc|vmdk] (repeatable)")

@@ -20,6 +20,7 @@ import (
 	"github.com/keelos/keel/internal/hostfile"
 	"github.com/keelos/keel/internal/kmod"
 	"github.com/keelos/keel/internal/layout"
+	"github.com/keelos/keel/internal/modindex"
 	"github.com/keelos/keel/internal/pkgbuild"
 	"github.com/keelos/keel/internal/runtimeconfig"
 	"github.com/keelos/keel/internal/sbom"
@@ -48,6 +49,7 @@ type builder struct {
 	packages *pkgbuild.Builder
 	epoch    time.Time
 	trees    map[string]*fstree.Tree // image digest → its flattened tree
+	modules  *modindex.Index         // kernels' module indexes, in the cache
 	stage    string                  // the staging directory outputs are written to
 }
 
@@ -284,7 +286,8 @@ func (b *builder) addModules(ctx context.Context, root, ktree *fstree.Tree, vers
 		}
 	}
 	set := kmod.Set{Modules: map[string]kmod.Module{}, Builtin: map[string]bool{}}
-	byName := map[string]*fstree.Entry{}
+	var files []modindex.File
+	entries := map[string]*fstree.Entry{} // by path in the module tree
 	for _, e := range ktree.Entries() {
 		if !strings.HasPrefix(e.Path, src) || !e.Mode.IsRegular() {
 			continue
@@ -298,23 +301,23 @@ func (b *builder) addModules(ctx context.Context, root, ktree *fstree.Tree, vers
 			set.Builtin = kmod.ParseBuiltin(data)
 			continue
 		}
-		if !kmod.IsModuleFile(rel) {
-			continue
+		if kmod.IsModuleFile(rel) {
+			files = append(files, modindex.File{Path: rel, Digest: e.Digest})
+			entries[rel] = e
 		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rc, err := ktree.Open(e)
-		if err != nil {
-			return err
-		}
-		m, err := kmod.Parse(rel, rc)
-		rc.Close()
-		if err != nil {
-			return err
-		}
+	}
+	// Only a kernel seen for the first time has its modules read (and
+	// decompressed); the selected ones are copied as they are.
+	mods, err := b.modules.Modules(ctx, files, func(f modindex.File) (io.ReadCloser, error) {
+		return ktree.Open(entries[f.Path])
+	}, func(msg string) { b.logf("kernel: %s", msg) })
+	if err != nil {
+		return err
+	}
+	byName := map[string]*fstree.Entry{}
+	for _, m := range mods {
 		set.Modules[m.Name] = m
-		byName[m.Name] = e
+		byName[m.Name] = entries[m.Path]
 	}
 	if version == "" || len(set.Modules) == 0 && len(b.spec.Kernel.Modules) > 0 {
 		return fmt.Errorf("no module tree under /lib/modules")

@@ -18,6 +18,7 @@ import (
 	"github.com/keelos/keel/internal/debian"
 	"github.com/keelos/keel/internal/epoch"
 	"github.com/keelos/keel/internal/fstree"
+	"github.com/keelos/keel/internal/modindex"
 	"github.com/keelos/keel/internal/outdir"
 	"github.com/keelos/keel/internal/pkgbuild"
 	"github.com/keelos/keel/internal/source"
@@ -150,6 +151,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	modules, err := modindex.Open(c.ModIndexDir(), opts.warn)
+	if err != nil {
+		return nil, err
+	}
 
 	if opts.Locked {
 		if err := checkLocked(ctx, res, s, opts.Specs[0]); err != nil {
@@ -164,7 +169,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("output directory %s: %w", opts.Dir, err)
 	}
 	defer out.Close()
-	b := &builder{spec: s, opts: opts, store: store, resolver: res, packages: pb, epoch: stamp, trees: map[string]*fstree.Tree{}, stage: out.Staging()}
+	b := &builder{spec: s, opts: opts, store: store, resolver: res, packages: pb, epoch: stamp, trees: map[string]*fstree.Tree{}, modules: modules, stage: out.Staging()}
 	result := &Result{Roots: map[string][]fstree.Entry{}}
 	// failed says what became of the set when the build did not finish.
 	failed := func(err error) error {

@@ -13,8 +13,6 @@ import (
 	"github.com/keelos/keel/internal/format"
 	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/rpi"
-	"github.com/keelos/keel/internal/spec"
-	"github.com/keelos/keel/tools"
 )
 
 // RPiFirmwareEnv names a directory that holds the Raspberry Pi firmware
@@ -68,16 +66,7 @@ func (b *builder) rpiFirmware(ctx context.Context, arch string) (map[string][]by
 		return out, nil
 	}
 
-	tmp, err := os.MkdirTemp("", "keel-tools-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(tmp)
-	dir, err := tools.Materialize("raspi-firmware", tmp)
-	if err != nil {
-		return nil, err
-	}
-	_, t, err := b.image(ctx, spec.ImageRef{Ref: dir}, arch, "raspi-firmware")
+	t, err := b.toolTree(ctx, "raspi-firmware", arch)
 	if err != nil {
 		return nil, fmt.Errorf("rpi: %w\n%s", err, rpiFirmwareHelp)
 	}
