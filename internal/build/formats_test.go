@@ -24,6 +24,7 @@ import (
 	"github.com/keelos/keel/internal/imageread/imagetest"
 	"github.com/keelos/keel/internal/rpi"
 	"github.com/keelos/keel/internal/spec"
+	"github.com/keelos/keel/internal/testenv"
 )
 
 // TestEveryFormatHasAWriter checks that the build's writers and the
@@ -255,6 +256,7 @@ func TestFormatsInspectAsThemselves(t *testing.T) {
 // (the EFI stub, ISOLINUX and GRUB come from the Debian mirror, through
 // the shared cache).
 func TestEveryFormatInspectsAsItselfRealMirror(t *testing.T) {
+	testenv.NeedNetwork(t)
 	specFile := formatSpec(t)
 	for _, arch := range spec.Archs {
 		var formats []string
