@@ -216,6 +216,20 @@ as initramfs, UKI, ISO, raw, qcow2 and cloud images, without Docker or root.`,
 // architecture; the others (version, inspect, …) have none to take.
 func addArchFlag(cmd *cobra.Command, g *globalFlags, usage string) {
 	cmd.Flags().StringSliceVar(&g.Arch, "arch", nil, usage)
+	// Registering fails only for a flag the command lacks.
+	_ = cmd.RegisterFlagCompletionFunc("arch", completeList(spec.Archs))
+}
+
+// completeList completes a comma-separated list of values.
+func completeList(values []string) cobra.CompletionFunc {
+	return func(_ *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		done, _ := cutLast(toComplete, ",")
+		out := make([]string, len(values))
+		for i, v := range values {
+			out[i] = done + v
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
+	}
 }
 
 func archIndex(a string) (int, bool) {

@@ -227,6 +227,32 @@ func TestVersionAndCompletion(t *testing.T) {
 	}
 }
 
+// TestFlagValuesComplete asks cobra's completion command, as a shell
+// would, for the values of --arch, --format and --accel.
+func TestFlagValuesComplete(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"build", "--arch", ""}, []string{"amd64", "arm64"}},
+		{[]string{"build", "--arch", "amd64,"}, []string{"amd64,arm64"}},
+		{[]string{"lock", "--arch", ""}, []string{"amd64", "arm64"}},
+		{[]string{"build", "--format", "iso"}, []string{"iso-efi\t"}},
+		{[]string{"run", "qemu", "--accel", ""}, []string{"kvm", "tcg"}},
+	} {
+		code, stdout, stderr := keel(t, append([]string{"__complete"}, tc.args...)...)
+		if code != 0 {
+			t.Errorf("%q: exit %d: %s", tc.args, code, stderr)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(stdout, w) {
+				t.Errorf("%q: completions %q lack %q", tc.args, stdout, w)
+			}
+		}
+	}
+}
+
 func TestExitCodes(t *testing.T) {
 	for err, want := range map[error]int{
 		nil:                           0,
