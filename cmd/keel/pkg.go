@@ -22,8 +22,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/spf13/cobra"
 
+	"github.com/keelos/keel/internal/build"
 	"github.com/keelos/keel/internal/cache"
 	"github.com/keelos/keel/internal/debian"
+	"github.com/keelos/keel/internal/lock"
 	"github.com/keelos/keel/internal/pkgbuild"
 )
 
@@ -51,6 +53,8 @@ func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 
 func newPkgBuildCmd(g *globalFlags) *cobra.Command {
 	var bf builderFlags
+	var n netFlags
+	var lockPath string
 	cmd := &cobra.Command{
 		Use:   "build DIR...",
 		Short: "Build package images into the cache, for each --arch (default: the host's)",
@@ -61,7 +65,11 @@ is cached too and printed as one more line.
 
 A package with [build] steps is solved by BuildKit on the daemon that
 --builder (or KEEL_BUILDKIT_HOST) names, unless the cache already holds
-it under the hash of its inputs: then no builder is contacted.`,
+it under the hash of its inputs: then no builder is contacted.
+
+With --locked, each [debian] section takes its packages from the lock
+file (--lock) instead of the mirror's indexes; with --offline nothing is
+downloaded.`,
 		Example: `  keel pkg build ./pkg/sshd
   keel pkg build --arch amd64,arm64 ./pkg/*
   keel pkg build --builder unix:///run/buildkit/buildkitd.sock examples/pkg/hello-c
@@ -73,14 +81,21 @@ it under the hash of its inputs: then no builder is contacted.`,
 			if len(archs) == 0 {
 				archs = []string{runtime.GOARCH}
 			}
-			b, err := g.packageBuilder(cmd.ErrOrStderr(), &bf)
+			b, err := g.packageBuilder(cmd.ErrOrStderr(), &bf, n.isOffline())
 			if err != nil {
 				return err
+			}
+			if n.isLocked() {
+				f, err := lock.Read(cmd.Context(), lockPath)
+				if err != nil {
+					return fmt.Errorf("--locked: %w (run `keel lock` first)", err)
+				}
+				b.Locked = &f
 			}
 			for _, dir := range dirs {
 				for _, arch := range archs {
 					if err := buildOne(cmd.Context(), b, dir, arch, cmd.OutOrStdout()); err != nil {
-						return err
+						return build.ExplainNetwork(err)
 					}
 				}
 				if len(archs) > 1 {
@@ -92,6 +107,8 @@ it under the hash of its inputs: then no builder is contacted.`,
 			return nil
 		},
 	}
+	addNetFlags(cmd.Flags(), &n, "--lock")
+	cmd.Flags().StringVar(&lockPath, "lock", lock.FileName, "the lock file --locked reads")
 	addBuilderFlags(cmd.Flags(), &bf)
 	return cmd
 }
@@ -114,7 +131,8 @@ func buildIndex(ctx context.Context, b *pkgbuild.Builder, dir string, archs []st
 // packageBuilder opens the cache and the host's Debian mirror (when it
 // has one: packages without [debian] need none), with the BuildKit
 // builder bf names for packages with [build] steps.
-func (g *globalFlags) packageBuilder(progress io.Writer, bf *builderFlags) (*pkgbuild.Builder, error) {
+// With offline, it downloads nothing.
+func (g *globalFlags) packageBuilder(progress io.Writer, bf *builderFlags, offline bool) (*pkgbuild.Builder, error) {
 	bk, err := bf.config(progress)
 	if err != nil {
 		return nil, err
@@ -125,7 +143,7 @@ func (g *globalFlags) packageBuilder(progress io.Writer, bf *builderFlags) (*pkg
 	}
 	b := &pkgbuild.Builder{Cache: c, Epoch: sourceDateEpoch(), BuildKit: bk}
 	if mirror, err := debian.MirrorFromHost(); err == nil {
-		b.Debian = debian.NewClient(mirror, c)
+		b.Debian = build.NewDebianClient(mirror, c, offline)
 	} else {
 		g.logger(progress).Debug("no Debian mirror", "err", err)
 	}
@@ -208,7 +226,7 @@ Credentials come from the docker config and its credential helpers.`,
 			if len(archs) == 0 {
 				archs = []string{"amd64", "arm64"}
 			}
-			b, err := g.packageBuilder(cmd.ErrOrStderr(), &bf)
+			b, err := g.packageBuilder(cmd.ErrOrStderr(), &bf, false)
 			if err != nil {
 				return err
 			}
