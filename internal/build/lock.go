@@ -5,15 +5,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/keelos/keel/internal/cache"
 	"github.com/keelos/keel/internal/debian"
 	"github.com/keelos/keel/internal/imagelabel"
 	"github.com/keelos/keel/internal/lock"
+	"github.com/keelos/keel/internal/pkgbuild"
 	"github.com/keelos/keel/internal/source"
 	"github.com/keelos/keel/internal/spec"
+	"github.com/keelos/keel/tools"
 )
 
 // SpecImages lists every image reference of s, in spec order.
@@ -59,10 +63,50 @@ func ResolveLock(ctx context.Context, r *source.Resolver, s *spec.Spec, archs []
 		}
 	}
 	if r.Packages != nil {
+		// keel's own tool packages are locked too: a locked build takes
+		// their Debian packages from the lock like any other.
+		for _, arch := range archs {
+			for _, tool := range toolsFor(arch, s.Output.Formats) {
+				if err := buildTool(ctx, r.Packages, tool, arch); err != nil {
+					return f, err
+				}
+			}
+		}
 		f.Debian = r.Packages.DebianSets()
 	}
 	f.Sort()
 	return f, nil
+}
+
+// toolsFor lists the tools/ packages a build for arch may take, whichever
+// of its formats --format picks, but for the Raspberry Pi firmware, which
+// only the rpi format takes (unless RPiFirmwareEnv gives it).
+func toolsFor(arch string, formats []string) []string {
+	tools := []string{"efi-stub"}
+	if arch == "amd64" {
+		tools = append(tools, "isolinux", "grub-pc")
+	}
+	if arch == "arm64" && slices.Contains(formats, "rpi") && os.Getenv(RPiFirmwareEnv) == "" {
+		tools = append(tools, "raspi-firmware")
+	}
+	return tools
+}
+
+// buildTool builds one of keel's tools/ packages into the cache.
+func buildTool(ctx context.Context, b *pkgbuild.Builder, tool, arch string) error {
+	tmp, err := os.MkdirTemp("", "keel-tools-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	dir, err := tools.Materialize(tool, tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := b.Build(ctx, dir, arch); err != nil {
+		return fmt.Errorf("tool %s (%s): %w", tool, arch, err)
+	}
+	return nil
 }
 
 // readLock reads build.lock, next to the first spec file.
