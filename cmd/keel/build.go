@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 
 	"github.com/keelos/keel/internal/build"
 	"github.com/keelos/keel/internal/epoch"
+	"github.com/keelos/keel/internal/format"
 	"github.com/keelos/keel/internal/spec"
 )
 
@@ -80,7 +80,7 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&opts.Formats, "format", nil, "output formats, repeated or comma separated (default: the spec's [output] formats)")
+	f.StringSliceVar(&opts.Formats, "format", nil, "output formats, repeated or comma separated: "+strings.Join(format.Names(), ", ")+" (default: the spec's [output] formats)")
 	f.StringVar(&opts.Dir, "dir", ".", "directory the outputs are written to")
 	f.StringVar(&opts.Name, "name", "", "name prefix of the outputs (default: the spec's name)")
 	f.StringVar(&opts.Size, "size", "", "disk image size, like 1GiB (default: the spec's, else fit)")
@@ -89,7 +89,27 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 	f.BoolVar(&verify, "verify-reproducible", false, "build a second time from an empty cache (other umask and time zone) and fail at the first output that differs")
 	f.BoolVar(&opts.Pull, "pull", false, "re-resolve registry references instead of using the cache")
 	addBuilderFlags(f, &bf)
+	if err := cmd.RegisterFlagCompletionFunc("format", completeFormats); err != nil {
+		panic(err) // the flag is defined just above
+	}
 	return cmd
+}
+
+// completeFormats completes the last of --format's comma-separated
+// names from the format table, each with what it is.
+func completeFormats(_ *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	done, _ := cutLast(toComplete, ",")
+	var out []string
+	for _, f := range format.All() {
+		out = append(out, done+f.Name+"\t"+f.Summary)
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
+}
+
+// cutLast returns s up to and including the last sep, and the rest.
+func cutLast(s, sep string) (before, after string) {
+	i := strings.LastIndex(s, sep)
+	return s[:i+len(sep)], s[i+len(sep):]
 }
 
 // sourceDateEpoch is the time every output is stamped with:
@@ -101,8 +121,8 @@ func sourceDateEpoch() time.Time {
 // checkBuildFlags rejects flag values the spec would reject, as bad usage.
 func checkBuildFlags(opts build.Options) error {
 	for _, f := range opts.Formats {
-		if !slices.Contains(spec.Formats, f) {
-			return usageError(fmt.Errorf("--format %q: want one of %s", f, strings.Join(spec.Formats, ", ")))
+		if _, ok := format.Lookup(f); !ok {
+			return usageError(fmt.Errorf("--format %q: want one of %s", f, strings.Join(format.Names(), ", ")))
 		}
 	}
 	if opts.Name != "" {

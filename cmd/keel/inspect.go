@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keelos/keel/internal/format"
 	"github.com/keelos/keel/internal/imageread"
 	"github.com/keelos/keel/internal/sbom"
 )
@@ -39,11 +40,11 @@ func newInspectCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "inspect IMAGE",
 		Short: "Show what a built image was built from: spec, build.lock digest, SBOM",
-		Long: `Inspect reads /etc/keel from inside any output keel writes (NAME-ARCH-initrd.img
-or -kernel, .tar, .efi, any .iso, disk or VM image, .ova, -gce.tar.gz), without mounting or
-unpacking it, and prints the resolved spec the image was built from, the
-digests of that spec and of build.lock, and a summary of the image's SBOM
-(kernel, images by digest, Debian packages, Go modules).
+		Long: `Inspect reads /etc/keel from inside any output keel writes (NAME-ARCH` + outputSuffixes() + `),
+without mounting or unpacking it, and prints its format, the resolved spec
+the image was built from, the digests of that spec and of build.lock, and a
+summary of the image's SBOM (kernel, images by digest, Debian packages, Go
+modules).
 
 --file prints one file of the image's root instead, e.g.
   keel inspect --file /etc/keel/sbom.spdx.json host-amd64-efi.iso`,
@@ -96,6 +97,15 @@ digests of that spec and of build.lock, and a summary of the image's SBOM
 	f.BoolVar(&asJSON, "json", false, "print a JSON report")
 	f.StringVar(&file, "file", "", "print this file of the image's root instead, e.g. /etc/keel/build.toml")
 	return cmd
+}
+
+// outputSuffixes lists the file names of every format, after NAME-ARCH.
+func outputSuffixes() string {
+	var suffixes []string
+	for _, f := range format.All() {
+		suffixes = append(suffixes, f.Suffixes...)
+	}
+	return strings.Join(suffixes, ", ")
 }
 
 // inspectImage reads /etc/keel in one pass over the image's root.

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
@@ -118,15 +117,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	if !opts.DryRun {
-		for _, f := range s.Output.Formats {
-			if !slices.Contains(supportedFormats, f) {
-				return nil, fmt.Errorf("output format %q: not implemented yet (supported: %s)", f, strings.Join(supportedFormats, ", "))
-			}
-		}
-		if err := checkArchFormats(s); err != nil {
-			return nil, err
-		}
-		if err := checkRoot(s); err != nil {
+		if err := checkFormats(s); err != nil {
 			return nil, err
 		}
 		if err := checkSources(ctx, s); err != nil {

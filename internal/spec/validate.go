@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/keelos/keel/internal/format"
 )
 
 var (
@@ -150,10 +152,10 @@ func (l *located) checkSpec(s *Spec) {
 		// the keel format replaces an accepted one.
 		if k, err := ResolveFormat(f); err == nil {
 			s.Output.Formats[i] = k
-		} else if isFormatAlias(f) {
+		} else if _, alias := format.LookupAlias(f); alias {
 			l.errorf(op.field("formats").elem(i), "%v", err)
 		} else {
-			l.checkOneOf(op.field("formats").elem(i), f, Formats, "output format")
+			l.checkOneOf(op.field("formats").elem(i), f, format.Names(), "output format")
 		}
 	}
 	if l.has(op.field("root")) {

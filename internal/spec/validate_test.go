@@ -3,6 +3,8 @@ package spec
 import (
 	"strings"
 	"testing"
+
+	"github.com/keelos/keel/internal/layout"
 )
 
 // service wraps container keys in a valid spec.
@@ -183,6 +185,21 @@ func TestParseRlimit(t *testing.T) {
 	if r, err := ParseRlimit("RLIMIT_CORE,0,0"); err != nil || r.Name != "RLIMIT_CORE" {
 		t.Fatalf("%+v %v", r, err)
 	}
+	for _, short := range []string{"as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
+		"nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"} {
+		r, err := ParseRlimit(short + ",1,2")
+		if err != nil {
+			t.Errorf("%s: %v", short, err)
+			continue
+		}
+		if _, ok := layout.RlimitResource(r.Name); !ok {
+			t.Errorf("%s: init knows no %s", short, r.Name)
+		}
+	}
+	// A dotless i upper-cases to I: not a name of the table all the same.
+	if r, err := ParseRlimit("nof\u0131le,1,2"); err == nil {
+		t.Errorf("nof\u0131le accepted as %s", r.Name)
+	}
 }
 
 func TestParseCapability(t *testing.T) {
@@ -191,8 +208,11 @@ func TestParseCapability(t *testing.T) {
 			t.Errorf("%q: %q %v", in, got.Name(), err)
 		}
 	}
-	if len(Capabilities()) != 41 {
-		t.Errorf("Linux 6.x has 41 capabilities, have %d", len(Capabilities()))
+	// The spec knows every capability init can set, by the same table.
+	for _, name := range layout.Capabilities() {
+		if c, err := ParseCapability(strings.ToLower(strings.TrimPrefix(name, "CAP_"))); err != nil || c.Name() != name {
+			t.Errorf("%s: %q %v", name, c.Name(), err)
+		}
 	}
 	if _, err := ParseCapability("CAP_FOO"); err == nil {
 		t.Error("CAP_FOO accepted")

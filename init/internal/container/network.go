@@ -8,14 +8,14 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/keelos/keel/internal/spec"
+	"github.com/keelos/keel/internal/layout"
 )
 
 // setupInterfaces gives the container at pid its runtime.interfaces:
 // a new veth pair (the named end created directly in the container's
 // network namespace, the peer left up on the host), or an existing host
 // interface moved in.
-func setupInterfaces(pid int, ifaces []spec.Interface) error {
+func setupInterfaces(pid int, ifaces []layout.Interface) error {
 	for _, i := range ifaces {
 		switch i.Add {
 		case "veth":
@@ -51,7 +51,7 @@ func setupInterfaces(pid int, ifaces []spec.Interface) error {
 
 // bindNamespaces bind-mounts /proc/PID/ns/* onto the requested paths so
 // other containers can join them by path.
-func bindNamespaces(pid int, b *spec.BindNS) error {
+func bindNamespaces(pid int, b *layout.BindNS) error {
 	if b == nil {
 		return nil
 	}
