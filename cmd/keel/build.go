@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -18,6 +19,7 @@ func newBuildCmd(g *globalFlags) *cobra.Command {
 	var opts build.Options
 	var verify bool
 	var bf builderFlags
+	var n netFlags
 	cmd := &cobra.Command{
 		Use:   "build [SPEC...]",
 		Short: "Build OS images from spec files (default ./build.toml)",
@@ -26,7 +28,8 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 		Example: `  keel build
   keel build --format iso-efi,qcow2-efi --dir out build.toml prod.toml
   keel build --dry-run build.toml extra.toml
-  keel build --verify-reproducible --format iso-efi`,
+  keel build --verify-reproducible --format iso-efi
+  keel build --frozen   # build.lock's inputs, from the cache only: no network`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Specs = args
 			if len(opts.Specs) == 0 {
@@ -39,6 +42,13 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 			opts.Stdout = cmd.OutOrStdout()
 			opts.Log = g.logger(cmd.ErrOrStderr())
 			opts.Progress = cmd.ErrOrStderr()
+			opts.Locked, opts.Offline = n.isLocked(), n.isOffline()
+			if err := n.check(opts.Pull); err != nil {
+				return err
+			}
+			if verify && opts.Offline {
+				return usageError(errors.New("--verify-reproducible builds a second time from an empty cache, which needs downloads: not with --offline or --frozen"))
+			}
 			var err error
 			if opts.Formats, err = resolveFormats("--format", opts.Formats); err != nil {
 				return err
@@ -76,7 +86,7 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 	f.StringVar(&opts.Name, "name", "", "name prefix of the outputs (default: the spec's name)")
 	f.StringVar(&opts.Size, "size", "", "disk image size, like 1GiB (default: the spec's, else fit)")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print the merged spec and, as comments, each container's effective configuration and where it came from, and stop")
-	f.BoolVar(&opts.Locked, "locked", false, "fail if any input differs from build.lock")
+	addNetFlags(f, &n, "build.lock")
 	f.BoolVar(&verify, "verify-reproducible", false, "build a second time from an empty cache (other umask and time zone) and fail at the first output that differs")
 	f.BoolVar(&opts.Pull, "pull", false, "re-resolve registry references instead of using the cache")
 	addBuilderFlags(f, &bf)
