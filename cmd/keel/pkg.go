@@ -22,13 +22,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/spf13/cobra"
 
-	"github.com/keelos/keel/internal/build"
 	"github.com/keelos/keel/internal/cache"
 	"github.com/keelos/keel/internal/debian"
 	"github.com/keelos/keel/internal/pkgbuild"
 )
 
-func newPkgCmd() *cobra.Command {
+func newPkgCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "pkg",
 		Short: "Build or push packages (directories with a package.toml)",
@@ -38,7 +37,7 @@ func newPkgCmd() *cobra.Command {
 			return usageError(errors.New("keel pkg: want a subcommand: build or push"))
 		},
 	}
-	cmd.AddCommand(newPkgBuildCmd(), newPkgPushCmd())
+	cmd.AddCommand(newPkgBuildCmd(g), newPkgPushCmd(g))
 	return cmd
 }
 
@@ -50,7 +49,7 @@ func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 	}
 }
 
-func newPkgBuildCmd() *cobra.Command {
+func newPkgBuildCmd(g *globalFlags) *cobra.Command {
 	var bf builderFlags
 	cmd := &cobra.Command{
 		Use:   "build DIR...",
@@ -70,15 +69,12 @@ it under the hash of its inputs: then no builder is contacted.`,
       --builder-tlscert cert.pem --builder-tlskey key.pem examples/pkg/hello-c`,
 		Args: usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, dirs []string) error {
-			archs := global.Arch
+			archs := g.Arch
 			if len(archs) == 0 {
 				archs = []string{runtime.GOARCH}
 			}
-			b, err := newPackageBuilder(cmd.ErrOrStderr())
+			b, err := g.packageBuilder(cmd.ErrOrStderr(), &bf)
 			if err != nil {
-				return err
-			}
-			if b.BuildKit, err = bf.config(cmd.ErrOrStderr()); err != nil {
 				return err
 			}
 			for _, dir := range dirs {
@@ -115,20 +111,25 @@ func buildIndex(ctx context.Context, b *pkgbuild.Builder, dir string, archs []st
 	return nil
 }
 
-// newPackageBuilder opens the cache and the host's Debian mirror (when it
-// has one: packages without [debian] need none).
-func newPackageBuilder(progress io.Writer) (*pkgbuild.Builder, error) {
-	c, err := cache.Open(global.CacheDir, cache.WithWarnings(warnTo(progress)))
+// packageBuilder opens the cache and the host's Debian mirror (when it
+// has one: packages without [debian] need none), with the BuildKit
+// builder bf names for packages with [build] steps.
+func (g *globalFlags) packageBuilder(progress io.Writer, bf *builderFlags) (*pkgbuild.Builder, error) {
+	bk, err := bf.config(progress)
 	if err != nil {
 		return nil, err
 	}
-	b := &pkgbuild.Builder{Cache: c, Epoch: build.SourceDateEpoch()}
+	c, err := cache.Open(g.CacheDir, cache.WithWarnings(warnTo(progress)))
+	if err != nil {
+		return nil, err
+	}
+	b := &pkgbuild.Builder{Cache: c, Epoch: sourceDateEpoch(), BuildKit: bk}
 	if mirror, err := debian.MirrorFromHost(); err == nil {
 		b.Debian = debian.NewClient(mirror, c)
 	} else {
-		logger().Debug("no Debian mirror", "err", err)
+		g.logger(progress).Debug("no Debian mirror", "err", err)
 	}
-	if global.Verbose > 0 {
+	if g.Verbose > 0 {
 		b.Progress = func(msg string) { fmt.Fprintln(progress, msg) }
 	}
 	return b, nil
@@ -186,7 +187,7 @@ func humanSize(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-func newPkgPushCmd() *cobra.Command {
+func newPkgPushCmd(g *globalFlags) *cobra.Command {
 	var bf builderFlags
 	cmd := &cobra.Command{
 		Use:   "push DIR... REGISTRY/REPO",
@@ -203,15 +204,12 @@ Credentials come from the docker config and its credential helpers.`,
 			if err != nil {
 				return usageError(err)
 			}
-			archs := global.Arch
+			archs := g.Arch
 			if len(archs) == 0 {
 				archs = []string{"amd64", "arm64"}
 			}
-			b, err := newPackageBuilder(cmd.ErrOrStderr())
+			b, err := g.packageBuilder(cmd.ErrOrStderr(), &bf)
 			if err != nil {
-				return err
-			}
-			if b.BuildKit, err = bf.config(cmd.ErrOrStderr()); err != nil {
 				return err
 			}
 			for _, dir := range dirs {

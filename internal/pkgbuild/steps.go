@@ -30,17 +30,9 @@ import (
 	"github.com/keelos/keel/internal/spec"
 )
 
-// DefaultBuildKit is the builder used by a Builder whose BuildKit is nil
-// (the command line sets it from --builder); when it is nil too, the
-// environment (KEEL_BUILDKIT_HOST, …) decides.
-var DefaultBuildKit *buildkit.Config
-
 func (b *Builder) buildkit() buildkit.Config {
-	switch {
-	case b.BuildKit != nil:
+	if b.BuildKit != nil {
 		return *b.BuildKit
-	case DefaultBuildKit != nil:
-		return *DefaultBuildKit
 	}
 	return buildkit.ConfigFromEnv()
 }

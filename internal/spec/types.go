@@ -216,6 +216,12 @@ type Package struct {
 	Files  []File  `toml:"file,omitempty" json:"file,omitempty"`
 	Config Config  `toml:"config" json:"config"`
 	Build  *Build  `toml:"build,omitempty" json:"build,omitempty"`
+
+	// Include names files (relative to the package directory) whose
+	// [[file]] entries are added after the package's own: one list,
+	// such as busybox's applet links, shared by several packages.
+	Include []string `toml:"include,omitempty" json:"include,omitempty"`
+
 	// Dir is the package directory (absolute).
 	Dir string `toml:"-" json:"-"`
 }
