@@ -149,6 +149,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if locked, err = readLock(ctx, opts.Specs[0]); err != nil {
 			return nil, err
 		}
+		if err := checkLockArchs(*locked, s.Arch); err != nil {
+			return nil, err
+		}
 	}
 	pb := &pkgbuild.Builder{Cache: c, Debian: deb, Epoch: stamp, Progress: opts.progress, BuildKit: opts.BuildKit, Locked: locked}
 	res := &source.Resolver{Cache: c, Packages: pb, Pull: opts.Pull, Offline: opts.Offline, Locked: locked}

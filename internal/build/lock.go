@@ -122,6 +122,21 @@ func readLock(ctx context.Context, firstSpec string) (*lock.File, error) {
 // digest and Debian package taken from locked, is what locked records:
 // a changed package directory or a [debian] section or image the lock
 // does not know is named.
+// checkLockArchs fails in one line, naming the command to run, when the
+// lock has nothing for an architecture the build is for (it was written
+// for others), instead of listing every image of that architecture.
+func checkLockArchs(f lock.File, archs []string) error {
+	have := f.Archs()
+	for _, a := range archs {
+		if !slices.Contains(have, a) {
+			all := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(have), archs...))))
+			return fmt.Errorf("--locked: %s has nothing for %s (it was written for %s): run `keel lock --arch %s`",
+				lock.FileName, a, strings.Join(have, ", "), strings.Join(all, ","))
+		}
+	}
+	return nil
+}
+
 func checkLocked(ctx context.Context, r *source.Resolver, s *spec.Spec, locked lock.File, firstSpec string) error {
 	path := filepath.Join(filepath.Dir(firstSpec), lock.FileName)
 	resolved, err := ResolveLock(ctx, r, s, s.Arch)

@@ -97,6 +97,18 @@ func (f File) DebianPins(req DebianSet) (DebianSet, bool) {
 	return DebianSet{}, false
 }
 
+// Archs are the architectures the file has images for, sorted.
+func (f File) Archs() []string {
+	var out []string
+	for _, im := range f.Images {
+		if !slices.Contains(out, im.Arch) {
+			out = append(out, im.Arch)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Image is one image reference resolved for one architecture.
 type Image struct {
 	Ref    string `toml:"ref"`
