@@ -155,7 +155,7 @@ func (b *builder) writeDisks(ctx context.Context, sys *system, base, bootName st
 	size := b.spec.Output.Size.Bytes() // 0: fit
 	name := b.spec.Name + "-" + sys.arch
 	efi := efiDisk(bootName, ukiData, size, name, b.epoch)
-	efi.opts.Partitions = append(efi.opts.Partitions, sys.rootPartitions()...)
+	efi.opts.Partitions = slices.Concat(efi.opts.Partitions, sys.rootPartitions(), volumePartitions(b.spec.Volumes))
 	vm := efi
 	var bios *bootDisk
 	if sys.arch == "amd64" && has(slices.Concat(biosFormats, vmFormats, cloudFormats)...) {
@@ -167,7 +167,7 @@ func (b *builder) writeDisks(ctx context.Context, sys *system, base, bootName st
 			return err
 		}
 		d := biosDisk(grub, sys.kernel, initrd, sys.cmdline, size, name, b.epoch)
-		d.opts.Partitions = append(d.opts.Partitions, sys.rootPartitions()...)
+		d.opts.Partitions = slices.Concat(d.opts.Partitions, sys.rootPartitions(), volumePartitions(b.spec.Volumes))
 		bios = &d
 	}
 	sets := []diskSet{

@@ -15,6 +15,10 @@ const (
 	// VolumesFile lists the image's volumes for init, one "NAME SIZE"
 	// line each (SIZE in bytes), in spec order.
 	VolumesFile = "/etc/keel/volumes"
+	// MkfsDir holds mke2fs and its libraries in an image with volumes:
+	// init formats an empty volume by running MkfsDir/sbin/mke2fs
+	// chrooted in MkfsDir.
+	MkfsDir = "/usr/lib/keel/mkfs"
 	// MaxVolumeNameLen is a GPT partition name's limit (36 UTF-16 code
 	// units): a volume's partition is named after the volume.
 	MaxVolumeNameLen = 36
