@@ -15,6 +15,7 @@ import (
 
 	"github.com/keelos/keel/internal/imageread"
 	"github.com/keelos/keel/internal/sbom"
+	"github.com/keelos/keel/internal/spec"
 )
 
 // inspectReport is `keel inspect --json`: everything inspect prints, for
@@ -28,6 +29,7 @@ type inspectReport struct {
 	SpecSHA256 string           `json:"spec_sha256"` // of the spec as read from the image
 	Provenance *sbom.Provenance `json:"provenance"`
 	SBOM       *sbom.Summary    `json:"sbom"`
+	Volumes    []inspectVolume  `json:"volumes"`
 	Warnings   []string         `json:"warnings,omitempty"`
 }
 
@@ -98,20 +100,51 @@ digests of that spec and of build.lock, and a summary of the image's SBOM
 	return cmd
 }
 
+// inspectVolume is one [[volume]] of the image's spec and, on a disk
+// image, the GPT partition that holds it.
+type inspectVolume struct {
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+	// Partition is the volume's partition number on a disk image, 0 on a
+	// format without a disk (init then looks for a disk at boot).
+	Partition     int   `json:"partition,omitempty"`
+	PartitionSize int64 `json:"partition_size,omitempty"`
+}
+
+// volumes lists the volumes of the image's spec with their partitions.
+func volumes(im *imageread.Image, specData []byte) ([]inspectVolume, error) {
+	s, err := spec.Parse("/"+sbom.SpecPath, specData)
+	if err != nil {
+		return nil, err
+	}
+	out := []inspectVolume{}
+	for _, v := range s.Volumes {
+		iv := inspectVolume{Name: v.Name, Size: v.Size.Bytes()}
+		if p, ok := im.Partitions.ByName(v.Name); ok {
+			iv.Partition, iv.PartitionSize = p.Number, p.Size
+		}
+		out = append(out, iv)
+	}
+	return out, nil
+}
+
 // inspectImage reads /etc/keel in one pass over the image's root.
 func inspectImage(im *imageread.Image) (*inspectReport, error) {
 	files, _, err := im.ReadFiles(sbom.SpecPath, sbom.ProvenancePath, sbom.SBOMPath)
 	if err != nil {
 		return nil, err
 	}
-	spec, ok := files[sbom.SpecPath]
+	specData, ok := files[sbom.SpecPath]
 	if !ok {
 		return nil, fmt.Errorf("not a keel image: no /%s", sbom.SpecPath)
 	}
-	sum := sha256.Sum256(spec)
+	sum := sha256.Sum256(specData)
 	rep := &inspectReport{
 		Image: im.Path, Format: im.Format, Layers: im.Layers,
-		Spec: string(spec), SpecSHA256: hex.EncodeToString(sum[:]),
+		Spec: string(specData), SpecSHA256: hex.EncodeToString(sum[:]),
+	}
+	if rep.Volumes, err = volumes(im, specData); err != nil {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("/%s: %v", sbom.SpecPath, err))
 	}
 	if data, ok := files[sbom.ProvenancePath]; ok {
 		p, err := sbom.ParseProvenance(data)
@@ -154,6 +187,13 @@ func writeInspectText(w io.Writer, rep *inspectReport) error {
 	} else {
 		fmt.Fprintf(&b, "spec:        sha256:%s\n", rep.SpecSHA256)
 		fmt.Fprintf(&b, "build.lock:  unknown\n")
+	}
+	for _, v := range rep.Volumes {
+		where := "no partition in this image: at boot, a partition named so or an ext4 file system labelled so, else a tmpfs"
+		if v.Partition != 0 {
+			where = fmt.Sprintf("GPT partition %d, %d bytes", v.Partition, v.PartitionSize)
+		}
+		fmt.Fprintf(&b, "volume:      %s, %d bytes, mounted at %s (%s)\n", v.Name, v.Size, spec.VolumePath(v.Name), where)
 	}
 	for _, warn := range rep.Warnings {
 		fmt.Fprintf(&b, "warning:     %s\n", warn)
