@@ -2,7 +2,6 @@ package boot
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -15,8 +14,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keelos/keel/internal/blockdev"
 	"github.com/keelos/keel/internal/spec"
 )
+
+// ext4LabelLen is the size of an ext4 label: mke2fs keeps the first 16
+// bytes of a longer volume name.
+const ext4LabelLen = 16
 
 // Volume is one of the image's volumes, as spec.VolumesFile lists them.
 type Volume struct {
@@ -56,89 +60,26 @@ func ReadVolumes(path string) ([]Volume, error) {
 // machine without one (an initramfs or ISO boot) is not held up long.
 const VolumeWait = 5 * time.Second
 
-// probeSize is how much of a partition must be zero for init to take it
-// as never formatted: the area where any file system's superblock or a
-// partition table would be.
-const probeSize = 1 << 20
-
-// What a volume's partition holds, from its first probeSize bytes.
-type content int
-
-const (
-	contentEmpty content = iota // all zeros: never formatted
-	contentExt4                 // an ext2/3/4 superblock
-	contentOther                // anything else: someone's data
-)
-
-// ext4 superblock: at byte 1024, magic 0xEF53 at 0x38, label at 0x78.
-const (
-	ext4Super      = 1024
-	ext4MagicOff   = ext4Super + 0x38
-	ext4LabelOff   = ext4Super + 0x78
-	ext4LabelLen   = 16
-	ext4MagicLow   = 0x53
-	ext4MagicHigh  = 0xEF
-	ext4SuperBytes = ext4Super + 1024
-)
-
-func probe(b []byte) content {
-	if len(b) >= ext4SuperBytes && b[ext4MagicOff] == ext4MagicLow && b[ext4MagicOff+1] == ext4MagicHigh {
-		return contentExt4
-	}
-	if bytes.ContainsFunc(b, func(r rune) bool { return r != 0 }) {
-		return contentOther
-	}
-	return contentEmpty
-}
-
-// ext4Label returns the label of the ext4 file system b starts with.
-func ext4Label(b []byte) (string, bool) {
-	if probe(b) != contentExt4 {
-		return "", false
-	}
-	l := b[ext4LabelOff : ext4LabelOff+ext4LabelLen]
-	if i := bytes.IndexByte(l, 0); i >= 0 {
-		l = l[:i]
-	}
-	return string(l), true
-}
-
-func readStart(dev string, n int) ([]byte, error) {
-	f, err := os.Open(dev)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b := make([]byte, n)
-	m, err := io.ReadFull(f, b)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
-		return nil, err
-	}
-	return b[:m], nil
-}
-
 // findVolume returns the device holding the volume name: the partition
 // named name (the GPT name keel gives it on every disk format), else a
 // block device whose ext4 file system is labelled name (a disk prepared
 // for an image without a disk of its own, such as an initramfs or ISO
 // boot).
-func findVolume(sysBlock, devDir, name string) (string, bool) {
-	if dev, ok, _ := FindBlockDevice(sysBlock, "PARTLABEL="+name); ok {
+func findVolume(sysRoot, devRoot, name string) (string, bool) {
+	if dev, ok, _ := FindBlockDevice(filepath.Join(sysRoot, "class", "block"), "PARTLABEL="+name); ok {
 		return dev, true
 	}
 	label := name
 	if len(label) > ext4LabelLen {
 		label = label[:ext4LabelLen]
 	}
-	ents, _ := os.ReadDir(sysBlock)
-	for _, e := range ents {
-		dev := filepath.Join(devDir, e.Name())
-		b, err := readStart(dev, ext4SuperBytes)
-		if err != nil {
-			continue
-		}
-		if l, ok := ext4Label(b); ok && l == label {
-			return dev, true
+	devs, err := blockdev.List(sysRoot, devRoot)
+	if err != nil {
+		return "", false
+	}
+	for _, d := range devs {
+		if r, err := blockdev.ProbeFile(d.Path); err == nil && r.Kind == blockdev.Ext4 && r.Label == label {
+			return d.Path, true
 		}
 	}
 	return "", false
@@ -163,10 +104,10 @@ func MountVolumes(logf func(string, ...any)) {
 			logf("volume %s: %v", v.Name, err)
 			continue
 		}
-		dev, ok := findVolume("/sys/class/block", "/dev", v.Name)
+		dev, ok := findVolume("/sys", "/dev", v.Name)
 		for !ok && time.Now().Before(deadline) {
 			time.Sleep(100 * time.Millisecond)
-			dev, ok = findVolume("/sys/class/block", "/dev", v.Name)
+			dev, ok = findVolume("/sys", "/dev", v.Name)
 		}
 		if !ok {
 			logf("warning: volume %s: no partition named %q and no ext4 file system labelled so (block devices: %s): a tmpfs of %d bytes stands in, and its data is lost at power-off",
@@ -189,19 +130,20 @@ func mountTmpfs(v Volume, dir string, logf func(string, ...any)) {
 
 // mountVolume formats dev when it is empty and mounts it on dir.
 func mountVolume(v Volume, dev, dir string, logf func(string, ...any)) error {
-	b, err := readStart(dev, probeSize)
+	r, err := blockdev.ProbeFile(dev)
 	if err != nil {
-		return fmt.Errorf("%s: %w", dev, err)
+		return err
 	}
-	switch probe(b) {
-	case contentOther:
-		return fmt.Errorf("%s holds data that is not an ext4 file system: left alone", dev)
-	case contentEmpty:
+	switch r.Kind {
+	case blockdev.Ext4:
+	case blockdev.Empty:
 		start := time.Now()
 		if err := mkfs(dev, v.Name); err != nil {
 			return fmt.Errorf("formatting %s: %w", dev, err)
 		}
 		logf("volume %s: formatted %s as ext4 (first boot) in %.1fs", v.Name, dev, time.Since(start).Seconds())
+	default:
+		return fmt.Errorf("%s holds %s, not ext4: left alone", dev, r.Kind)
 	}
 	if err := unix.Mount(dev, dir, "ext4", unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
 		return fmt.Errorf("mounting %s (ext4): %w", dev, err)
