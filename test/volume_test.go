@@ -45,7 +45,7 @@ name = "data"
 size = "256MiB"
 
 [output]
-formats = ["raw-efi", "qcow2-efi"]
+formats = ["raw-efi", "qcow2-efi", "kernel+initrd"]
 `
 	p := filepath.Join(dir, "vol.toml")
 	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
@@ -59,6 +59,7 @@ formats = ["raw-efi", "qcow2-efi"]
 // hold no zeros for it, then boots the qcow2 twice: the first boot
 // formats the partition and the service writes a file into it; after a
 // power-off the second boot finds the file and does not format again.
+// The kernel+initrd boot, with no disk, runs the service on a tmpfs.
 func TestVolumeSurvivesPowerOffSlow(t *testing.T) {
 	testenv.NeedNetwork(t)
 	testenv.NeedQEMU(t)
@@ -94,13 +95,13 @@ func TestVolumeSurvivesPowerOffSlow(t *testing.T) {
 		t.Errorf("keel inspect lacks %q:\n%s", want, insp)
 	}
 
-	boot := func(t *testing.T) (*qemu.Machine, func(*regexp.Regexp)) {
+	boot := func(t *testing.T, image string) (*qemu.Machine, func(*regexp.Regexp)) {
 		console, err := os.Create(filepath.Join(dir, "console-"+strings.ReplaceAll(t.Name(), "/", "-")+".log"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { console.Close() })
-		m, err := qemu.Start(context.Background(), qemu.Options{Image: qcow, Mem: 1024, Console: console, Timeout: 14 * time.Minute})
+		m, err := qemu.Start(context.Background(), qemu.Options{Image: image, Mem: 1024, Console: console, Timeout: 14 * time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +131,7 @@ func TestVolumeSurvivesPowerOffSlow(t *testing.T) {
 	}
 	mounted := regexp.MustCompile(`keel: volume data: /dev/vda\d mounted on /var/lib/keel/volumes/data`)
 	t.Run("first boot", func(t *testing.T) {
-		m, expect := boot(t)
+		m, expect := boot(t, qcow)
 		expect(regexp.MustCompile(`keel: volume data: formatted /dev/vda\d as ext4 \(first boot\) in [0-9.]+s`))
 		expect(mounted)
 		expect(regexp.MustCompile(`(?m)^\[writer\] wrote-note`))
@@ -140,12 +141,19 @@ func TestVolumeSurvivesPowerOffSlow(t *testing.T) {
 		return
 	}
 	t.Run("second boot", func(t *testing.T) {
-		m, expect := boot(t)
+		m, expect := boot(t, qcow)
 		expect(mounted)
 		expect(regexp.MustCompile(`(?m)^\[writer\] found-kept-42`))
 		if strings.Contains(m.Console(), "keel: volume data: formatted") {
 			t.Error("the second boot formatted the volume again")
 		}
+		powerOff(t, m, expect)
+	})
+	// Without a disk, a tmpfs stands in, and the console says so.
+	t.Run("no disk", func(t *testing.T) {
+		m, expect := boot(t, filepath.Join(dir, "vol-amd64-kernel"))
+		expect(regexp.MustCompile(`keel: warning: volume data: no partition named "data" and no ext4 file system labelled so \(block devices: [^)]*\): a tmpfs of 268435456 bytes stands in, and its data is lost at power-off`))
+		expect(regexp.MustCompile(`(?m)^\[writer\] wrote-note`))
 		powerOff(t, m, expect)
 	})
 }
