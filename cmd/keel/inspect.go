@@ -13,7 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keelos/keel/internal/format"
 	"github.com/keelos/keel/internal/imageread"
+	"github.com/keelos/keel/internal/layout"
 	"github.com/keelos/keel/internal/sbom"
 	"github.com/keelos/keel/internal/spec"
 )
@@ -30,7 +32,7 @@ type inspectReport struct {
 	Provenance *sbom.Provenance `json:"provenance"`
 	SBOM       *sbom.Summary    `json:"sbom"`
 	Volumes    []inspectVolume  `json:"volumes"`
-	Warnings   []string         `json:"warnings,omitempty"`
+	Warnings   []string         `json:"warnings"` // [] when there is none: the key is always there
 }
 
 func newInspectCmd() *cobra.Command {
@@ -41,11 +43,11 @@ func newInspectCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "inspect IMAGE",
 		Short: "Show what a built image was built from: spec, build.lock digest, SBOM",
-		Long: `Inspect reads /etc/keel from inside any output keel writes (NAME-ARCH-initrd.img
-or -kernel, .tar, .efi, any .iso, disk or VM image, .ova, -gce.tar.gz), without mounting or
-unpacking it, and prints the resolved spec the image was built from, the
-digests of that spec and of build.lock, and a summary of the image's SBOM
-(kernel, images by digest, Debian packages, Go modules).
+		Long: `Inspect reads /etc/keel from inside any output keel writes (NAME-ARCH` + outputSuffixes() + `),
+without mounting or unpacking it, and prints its format, the resolved spec
+the image was built from, the digests of that spec and of build.lock, and a
+summary of the image's SBOM (kernel, images by digest, Debian packages, Go
+modules).
 
 --file prints one file of the image's root instead, e.g.
   keel inspect --file /etc/keel/sbom.spdx.json host-amd64-efi.iso`,
@@ -128,6 +130,15 @@ func volumes(im *imageread.Image, specData []byte) ([]inspectVolume, error) {
 	return out, nil
 }
 
+// outputSuffixes lists the file names of every format, after NAME-ARCH.
+func outputSuffixes() string {
+	var suffixes []string
+	for _, f := range format.All() {
+		suffixes = append(suffixes, f.Suffixes...)
+	}
+	return strings.Join(suffixes, ", ")
+}
+
 // inspectImage reads /etc/keel in one pass over the image's root.
 func inspectImage(im *imageread.Image) (*inspectReport, error) {
 	files, _, err := im.ReadFiles(sbom.SpecPath, sbom.ProvenancePath, sbom.SBOMPath)
@@ -142,6 +153,7 @@ func inspectImage(im *imageread.Image) (*inspectReport, error) {
 	rep := &inspectReport{
 		Image: im.Path, Format: im.Format, Layers: im.Layers,
 		Spec: string(specData), SpecSHA256: hex.EncodeToString(sum[:]),
+		Warnings: []string{},
 	}
 	if rep.Volumes, err = volumes(im, specData); err != nil {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("/%s: %v", sbom.SpecPath, err))
@@ -193,7 +205,7 @@ func writeInspectText(w io.Writer, rep *inspectReport) error {
 		if v.Partition != 0 {
 			where = fmt.Sprintf("GPT partition %d, %d bytes", v.Partition, v.PartitionSize)
 		}
-		fmt.Fprintf(&b, "volume:      %s, %d bytes, mounted at %s (%s)\n", v.Name, v.Size, spec.VolumePath(v.Name), where)
+		fmt.Fprintf(&b, "volume:      %s, %d bytes, mounted at %s (%s)\n", v.Name, v.Size, layout.VolumePath(v.Name), where)
 	}
 	for _, warn := range rep.Warnings {
 		fmt.Fprintf(&b, "warning:     %s\n", warn)

@@ -7,12 +7,13 @@ import (
 
 	"github.com/keelos/keel/internal/disk"
 	"github.com/keelos/keel/internal/fstree"
+	"github.com/keelos/keel/internal/layout"
 	"github.com/keelos/keel/internal/spec"
 )
 
 // addVolumes gives init what it needs for the spec's volumes: their list
-// (spec.VolumesFile) and mke2fs, which formats a volume's partition on
-// the first boot that finds it empty (spec.MkfsDir). An image without
+// (layout.VolumesFile) and mke2fs, which formats a volume's partition on
+// the first boot that finds it empty (layout.MkfsDir). An image without
 // volumes carries neither.
 func (b *builder) addVolumes(ctx context.Context, root *fstree.Tree, arch string) error {
 	vols := b.spec.Volumes
@@ -23,14 +24,14 @@ func (b *builder) addVolumes(ctx context.Context, root *fstree.Tree, arch string
 	for _, v := range vols {
 		fmt.Fprintf(&list, "%s %d\n", v.Name, v.Size.Bytes())
 	}
-	if err := root.AddFile(strings.TrimPrefix(spec.VolumesFile, "/"), 0o644, 0, 0, strings.NewReader(list.String())); err != nil {
+	if err := root.AddFile(strings.TrimPrefix(layout.VolumesFile, "/"), 0o644, 0, 0, strings.NewReader(list.String())); err != nil {
 		return err
 	}
 	mkfs, err := b.toolTree(ctx, "mkfs-ext4", arch)
 	if err != nil {
 		return fmt.Errorf("volumes: %w", err)
 	}
-	dir := strings.TrimPrefix(spec.MkfsDir, "/")
+	dir := strings.TrimPrefix(layout.MkfsDir, "/")
 	if err := root.Graft(dir, mkfs); err != nil {
 		return fmt.Errorf("volumes: %w", err)
 	}

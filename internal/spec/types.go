@@ -138,7 +138,9 @@ type Resources struct {
 	Pids   *int64 `toml:"pids,omitempty" json:"pids,omitempty"`
 }
 
-// Runtime holds actions init performs around a container's start.
+// Runtime holds actions init performs around a container's start. It is
+// the spec's key; init reads it as layout.Runtime, which
+// internal/runtimeconfig converts it into.
 type Runtime struct {
 	Mkdir      []string    `toml:"mkdir,omitempty" json:"mkdir,omitempty"` // host paths created before start
 	Interfaces []Interface `toml:"interfaces,omitempty" json:"interfaces,omitempty"`

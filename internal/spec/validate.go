@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/keelos/keel/internal/format"
 )
 
 var (
@@ -156,10 +158,10 @@ func (l *located) checkSpec(s *Spec) {
 		// the keel format replaces an accepted one.
 		if k, err := ResolveFormat(f); err == nil {
 			s.Output.Formats[i] = k
-		} else if isFormatAlias(f) {
+		} else if _, alias := format.LookupAlias(f); alias {
 			l.errorf(op.field("formats").elem(i), "%v", err)
 		} else {
-			l.checkOneOf(op.field("formats").elem(i), f, Formats, "output format")
+			l.checkOneOf(op.field("formats").elem(i), f, format.Names(), "output format")
 		}
 	}
 	if l.has(op.field("root")) {
@@ -294,6 +296,9 @@ func (l *located) checkConfig(p keyPath, c *Config) {
 				} else if !ifnameRE.MatchString(it.Peer) {
 					l.errorf(ip.field("peer"), "%q is not an interface name", it.Peer)
 				}
+			}
+			if it.CreateInNS && it.Add != "veth" {
+				l.errorf(ip.field("create-in-ns"), "create-in-ns needs add = \"veth\" (an existing interface is moved, not created)")
 			}
 		}
 		if b := r.BindNS; b != nil {

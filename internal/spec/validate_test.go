@@ -3,6 +3,8 @@ package spec
 import (
 	"strings"
 	"testing"
+
+	"github.com/keelos/keel/internal/layout"
 )
 
 // service wraps container keys in a valid spec.
@@ -84,6 +86,7 @@ func TestValidationRules(t *testing.T) {
 		{"runtime mkdir", service("[service.runtime]\nmkdir = [\"var\"]\n"), `service[svc].runtime.mkdir: "var" is not an absolute path`},
 		{"runtime interface", service("[[service.runtime.interfaces]]\nname = \"eth1\"\nadd = \"vet\"\n"), `service[svc].runtime.interfaces[eth1].add: unknown interface type "vet" (only veth); did you mean "veth"?`},
 		{"runtime peer", service("[[service.runtime.interfaces]]\nname = \"eth1\"\npeer = \"x\"\n"), `peer needs add = "veth"`},
+		{"runtime create-in-ns", service("[[service.runtime.interfaces]]\nname = \"eth1\"\ncreate-in-ns = true\n"), `create-in-ns needs add = "veth"`},
 		{"runtime bind-ns", service("[service.runtime.bind-ns]\nnet = \"netns\"\n"), `service[svc].runtime.bind-ns.net: "netns" is not an absolute path`},
 		{"file ok", kernel + "[[file]]\npath = \"/etc/x\"\ncontents = \"\"\nmode = \"0600\"\n[[file]]\npath = \"/var/lib/x\"\ndirectory = true\n[[file]]\npath = \"/bin/sh\"\nsymlink = \"busybox\"\n[[file]]\npath = \"/etc/y\"\nsource = \"files/y\"\n", ""},
 		{"file two kinds", kernel + "[[file]]\npath = \"/etc/x\"\ncontents = \"a\"\nsource = \"x\"\n", `file[/etc/x]: set exactly one of contents, source, symlink or directory (got contents and source)`},
@@ -187,6 +190,21 @@ func TestParseRlimit(t *testing.T) {
 	if r, err := ParseRlimit("RLIMIT_CORE,0,0"); err != nil || r.Name != "RLIMIT_CORE" {
 		t.Fatalf("%+v %v", r, err)
 	}
+	for _, short := range []string{"as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
+		"nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"} {
+		r, err := ParseRlimit(short + ",1,2")
+		if err != nil {
+			t.Errorf("%s: %v", short, err)
+			continue
+		}
+		if _, ok := layout.RlimitResource(r.Name); !ok {
+			t.Errorf("%s: init knows no %s", short, r.Name)
+		}
+	}
+	// A dotless i upper-cases to I: not a name of the table all the same.
+	if r, err := ParseRlimit("nof\u0131le,1,2"); err == nil {
+		t.Errorf("nof\u0131le accepted as %s", r.Name)
+	}
 }
 
 func TestParseCapability(t *testing.T) {
@@ -195,8 +213,11 @@ func TestParseCapability(t *testing.T) {
 			t.Errorf("%q: %q %v", in, got.Name(), err)
 		}
 	}
-	if len(Capabilities()) != 41 {
-		t.Errorf("Linux 6.x has 41 capabilities, have %d", len(Capabilities()))
+	// The spec knows every capability init can set, by the same table.
+	for _, name := range layout.Capabilities() {
+		if c, err := ParseCapability(strings.ToLower(strings.TrimPrefix(name, "CAP_"))); err != nil || c.Name() != name {
+			t.Errorf("%s: %q %v", name, c.Name(), err)
+		}
 	}
 	if _, err := ParseCapability("CAP_FOO"); err == nil {
 		t.Error("CAP_FOO accepted")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -15,18 +16,22 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keelos/keel/internal/blockdev"
-	"github.com/keelos/keel/internal/spec"
+	"github.com/keelos/keel/internal/layout"
 )
 
 // ext4LabelLen is the size of an ext4 label: mke2fs keeps the first 16
 // bytes of a longer volume name.
 const ext4LabelLen = 16
 
-// Volume is one of the image's volumes, as spec.VolumesFile lists them.
+// Volume is one of the image's volumes, as layout.VolumesFile lists them.
 type Volume struct {
 	Name string
 	Size int64 // bytes: the tmpfs that stands in when no disk holds it
 }
+
+// volumeName is the spec's rule for a name, checked again on what the
+// image says.
+var volumeName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // ReadVolumes reads the list of volumes the builder wrote; a missing file
 // is an image without volumes.
@@ -44,7 +49,7 @@ func ReadVolumes(path string) ([]Volume, error) {
 	for s.Scan() {
 		name, size, ok := strings.Cut(s.Text(), " ")
 		n, err := strconv.ParseInt(size, 10, 64)
-		if !ok || err != nil || n <= 0 || spec.CheckName(name) != nil {
+		if !ok || err != nil || n <= 0 || !volumeName.MatchString(name) {
 			return nil, fmt.Errorf("volumes: %s: bad line %q", path, s.Text())
 		}
 		out = append(out, Volume{Name: name, Size: n})
@@ -85,7 +90,7 @@ func findVolume(sysRoot, devRoot, name string) (string, bool) {
 	return "", false
 }
 
-// MountVolumes mounts every volume of the image at spec.VolumePath before
+// MountVolumes mounts every volume of the image at layout.VolumePath before
 // any container starts. A volume's partition that is all zeros is
 // formatted ext4 first (its first boot); one holding ext4 is mounted as it
 // is, never formatted again; one holding anything else is left alone.
@@ -93,13 +98,13 @@ func findVolume(sysRoot, devRoot, name string) (string, bool) {
 // console: its data does not survive a power-off. Problems are reported
 // through logf; boot goes on.
 func MountVolumes(logf func(string, ...any)) {
-	vols, err := ReadVolumes(spec.VolumesFile)
+	vols, err := ReadVolumes(layout.VolumesFile)
 	if err != nil {
 		logf("%v", err)
 	}
 	deadline := time.Now().Add(VolumeWait)
 	for _, v := range vols {
-		dir := spec.VolumePath(v.Name)
+		dir := layout.VolumePath(v.Name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			logf("volume %s: %v", v.Name, err)
 			continue
@@ -152,7 +157,7 @@ func mountVolume(v Volume, dev, dir string, logf func(string, ...any)) error {
 	return nil
 }
 
-// mkfs runs the image's mke2fs (spec.MkfsDir) chrooted in its directory,
+// mkfs runs the image's mke2fs (layout.MkfsDir) chrooted in its directory,
 // with the machine's /dev and /proc bound there for the time it runs.
 func mkfs(dev, label string) error {
 	var binds []string
@@ -162,9 +167,9 @@ func mkfs(dev, label string) error {
 		}
 	}()
 	for _, d := range []string{"/dev", "/proc"} {
-		target := filepath.Join(spec.MkfsDir, d)
+		target := filepath.Join(layout.MkfsDir, d)
 		if err := unix.Mount(d, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return fmt.Errorf("bind %s into %s: %w", d, spec.MkfsDir, err)
+			return fmt.Errorf("bind %s into %s: %w", d, layout.MkfsDir, err)
 		}
 		binds = append(binds, target)
 	}
@@ -177,7 +182,7 @@ func mkfs(dev, label string) error {
 	cmd := exec.Command("/sbin/mke2fs", "-q", "-F", "-t", "ext4", "-L", label,
 		"-E", "lazy_itable_init=1,lazy_journal_init=1", dev)
 	cmd.Env = []string{"PATH=/sbin:/usr/sbin:/bin:/usr/bin"}
-	cmd.SysProcAttr = &unix.SysProcAttr{Chroot: spec.MkfsDir}
+	cmd.SysProcAttr = &unix.SysProcAttr{Chroot: layout.MkfsDir}
 	cmd.Dir = "/"
 	out, err := cmd.CombinedOutput()
 	if err != nil {
