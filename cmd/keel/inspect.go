@@ -15,7 +15,9 @@ import (
 
 	"github.com/keelos/keel/internal/format"
 	"github.com/keelos/keel/internal/imageread"
+	"github.com/keelos/keel/internal/layout"
 	"github.com/keelos/keel/internal/sbom"
+	"github.com/keelos/keel/internal/spec"
 )
 
 // inspectReport is `keel inspect --json`: everything inspect prints, for
@@ -29,6 +31,7 @@ type inspectReport struct {
 	SpecSHA256 string           `json:"spec_sha256"` // of the spec as read from the image
 	Provenance *sbom.Provenance `json:"provenance"`
 	SBOM       *sbom.Summary    `json:"sbom"`
+	Volumes    []inspectVolume  `json:"volumes"`
 	Warnings   []string         `json:"warnings"` // [] when there is none: the key is always there
 }
 
@@ -99,6 +102,34 @@ modules).
 	return cmd
 }
 
+// inspectVolume is one [[volume]] of the image's spec and, on a disk
+// image, the GPT partition that holds it.
+type inspectVolume struct {
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+	// Partition is the volume's partition number on a disk image, 0 on a
+	// format without a disk (init then looks for a disk at boot).
+	Partition     int   `json:"partition,omitempty"`
+	PartitionSize int64 `json:"partition_size,omitempty"`
+}
+
+// volumes lists the volumes of the image's spec with their partitions.
+func volumes(im *imageread.Image, specData []byte) ([]inspectVolume, error) {
+	s, err := spec.Parse("/"+sbom.SpecPath, specData)
+	if err != nil {
+		return nil, err
+	}
+	out := []inspectVolume{}
+	for _, v := range s.Volumes {
+		iv := inspectVolume{Name: v.Name, Size: v.Size.Bytes()}
+		if p, ok := im.Partitions.ByName(v.Name); ok {
+			iv.Partition, iv.PartitionSize = p.Number, p.Size
+		}
+		out = append(out, iv)
+	}
+	return out, nil
+}
+
 // outputSuffixes lists the file names of every format, after NAME-ARCH.
 func outputSuffixes() string {
 	var suffixes []string
@@ -114,15 +145,18 @@ func inspectImage(im *imageread.Image) (*inspectReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, ok := files[sbom.SpecPath]
+	specData, ok := files[sbom.SpecPath]
 	if !ok {
 		return nil, fmt.Errorf("not a keel image: no /%s", sbom.SpecPath)
 	}
-	sum := sha256.Sum256(spec)
+	sum := sha256.Sum256(specData)
 	rep := &inspectReport{
 		Image: im.Path, Format: im.Format, Layers: im.Layers,
-		Spec: string(spec), SpecSHA256: hex.EncodeToString(sum[:]),
+		Spec: string(specData), SpecSHA256: hex.EncodeToString(sum[:]),
 		Warnings: []string{},
+	}
+	if rep.Volumes, err = volumes(im, specData); err != nil {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("/%s: %v", sbom.SpecPath, err))
 	}
 	if data, ok := files[sbom.ProvenancePath]; ok {
 		p, err := sbom.ParseProvenance(data)
@@ -165,6 +199,13 @@ func writeInspectText(w io.Writer, rep *inspectReport) error {
 	} else {
 		fmt.Fprintf(&b, "spec:        sha256:%s\n", rep.SpecSHA256)
 		fmt.Fprintf(&b, "build.lock:  unknown\n")
+	}
+	for _, v := range rep.Volumes {
+		where := "no partition in this image: at boot, a partition named so or an ext4 file system labelled so, else a tmpfs"
+		if v.Partition != 0 {
+			where = fmt.Sprintf("GPT partition %d, %d bytes", v.Partition, v.PartitionSize)
+		}
+		fmt.Fprintf(&b, "volume:      %s, %d bytes, mounted at %s (%s)\n", v.Name, v.Size, layout.VolumePath(v.Name), where)
 	}
 	for _, warn := range rep.Warnings {
 		fmt.Fprintf(&b, "warning:     %s\n", warn)

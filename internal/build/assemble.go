@@ -206,6 +206,9 @@ func (b *builder) assemble(ctx context.Context, arch string) (*system, error) {
 		}
 	}
 
+	if err := b.addVolumes(ctx, root, arch); err != nil {
+		return nil, err
+	}
 	for _, f := range s.Files {
 		if err := addFile(ctx, root, f); err != nil {
 			return nil, fmt.Errorf("file %s: %w", f.Path, err)
@@ -323,7 +326,8 @@ func (b *builder) addModules(ctx context.Context, root, ktree *fstree.Tree, vers
 		return fmt.Errorf("no module tree under /lib/modules")
 	}
 	rootRequired, rootOptional := b.rootModules()
-	order, err := set.Order(slices.Concat(b.spec.Kernel.Modules, rootRequired), slices.Concat(defaultModules, rootOptional))
+	volRequired, volOptional := volumeModules(b.spec.Volumes)
+	order, err := set.Order(slices.Concat(b.spec.Kernel.Modules, rootRequired, volRequired), slices.Concat(defaultModules, rootOptional, volOptional))
 	if err != nil {
 		return err
 	}
@@ -372,7 +376,7 @@ func (b *builder) addContainer(ctx context.Context, root *fstree.Tree, m *bom, a
 	if err != nil {
 		return fmt.Errorf("image config: %w", err)
 	}
-	cc, err := effectiveConfig(kind, c, origin, cf, b.opts.Specs)
+	cc, err := effectiveConfig(kind, c, origin, cf, b.spec.Volumes, b.opts.Specs)
 	if err != nil {
 		return err
 	}

@@ -112,7 +112,7 @@ func (o *archOutputs) disk(ctx context.Context, s format.Source) (bootDisk, erro
 			return bootDisk{}, err
 		}
 		d = efiDisk(bootName, uki, size, name, o.b.epoch)
-		d.opts.Partitions = append(d.opts.Partitions, o.sys.rootPartitions()...)
+		d.opts.Partitions = slices.Concat(d.opts.Partitions, o.sys.rootPartitions(), volumePartitions(o.b.spec.Volumes))
 	case format.VMDisk:
 		// The disk for every machine: on amd64 it boots through EFI and
 		// through a BIOS (Azure generation 1, Compute Engine and EC2
@@ -145,7 +145,7 @@ func (o *archOutputs) disk(ctx context.Context, s format.Source) (bootDisk, erro
 			return bootDisk{}, err
 		}
 		d = biosDisk(grub, o.sys.kernel, initrd, o.sys.cmdline, size, name, o.b.epoch)
-		d.opts.Partitions = append(d.opts.Partitions, o.sys.rootPartitions()...)
+		d.opts.Partitions = slices.Concat(d.opts.Partitions, o.sys.rootPartitions(), volumePartitions(o.b.spec.Volumes))
 	case format.CloudDisk:
 		vm, err := o.disk(ctx, format.VMDisk)
 		if err != nil {

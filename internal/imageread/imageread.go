@@ -55,6 +55,9 @@ type Image struct {
 	// ["qcow2", "GPT partition (EFI system)", "FAT", "UKI EFI/BOOT/BOOTX64.EFI",
 	// ".initrd section", "cpio (zstd)"].
 	Layers []string
+	// Partitions are a GPT disk image's partitions (a volume's among
+	// them); nil for the formats without a partition table.
+	Partitions disk.Table
 
 	f    *os.File
 	kind rootKind
@@ -269,7 +272,12 @@ func isGCE(r io.ReaderAt, size int64) bool {
 // disk that boots only through a BIOS, in the initramfs GRUB loads from
 // the boot partition.
 func (im *Image) disk(r io.ReaderAt, size int64) error {
-	part, err := bootPartition(r, size)
+	parts, err := disk.ReadGPT(r, size)
+	if err != nil {
+		return err
+	}
+	im.Partitions = parts
+	part, err := bootPart(parts)
 	if err != nil {
 		return err
 	}
@@ -306,6 +314,11 @@ func bootPartition(r io.ReaderAt, size int64) (disk.Part, error) {
 	if err != nil {
 		return disk.Part{}, err
 	}
+	return bootPart(parts)
+}
+
+// bootPart is bootPartition on a partition table already read.
+func bootPart(parts disk.Table) (disk.Part, error) {
 	if p, ok := parts.ByType(disk.TypeESP); ok {
 		return p, nil
 	}

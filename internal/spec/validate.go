@@ -140,6 +140,12 @@ func (l *located) checkSpec(s *Spec) {
 	for i, v := range s.Volumes {
 		p := vp.entry(i, v.Name)
 		l.checkName(p.field("name"), v.Name)
+		if len(v.Name) > MaxVolumeNameLen && len(v.Name) <= MaxNameLen {
+			l.errorf(p.field("name"), "volume name %q is too long (%d characters; at most %d, a GPT partition name)", v.Name, len(v.Name), MaxVolumeNameLen)
+		}
+		if !l.has(p.field("size")) {
+			l.errorf(p.field("size"), "required: the volume's size (its partition's on a disk), e.g. size = \"1GiB\"")
+		}
 		if prev, dup := seen[v.Name]; dup && v.Name != "" {
 			l.errorf(p.field("name"), "duplicate volume name %q (first at line %d)", v.Name, l.lookup(prev).line)
 		} else {
@@ -342,6 +348,13 @@ func (l *located) checkBind(p keyPath, b string) {
 	if len(parts) < 2 || len(parts) > 3 {
 		l.errorf(p, "%q is not SRC:DST[:OPTIONS]", b)
 		return
+	}
+	if _, ok := BindVolume(b); ok {
+		if err := CheckName(parts[0]); err != nil {
+			l.errorf(p, "bind %q: the source is neither an absolute clean path nor a volume name: %v", b, err)
+			return
+		}
+		parts[0] = "/"
 	}
 	for _, x := range parts[:2] {
 		if !strings.HasPrefix(x, "/") || path.Clean(x) != x || slices.Contains(strings.Split(x, "/"), "..") {

@@ -153,6 +153,8 @@ func (in *initd) run() {
 		boot.WatchPowerButton(func() { in.requestShutdown(false) }, stopWatch, in.logf)
 	})
 
+	// Volumes come before every container, so any of them may bind one.
+	in.safely("volumes", func() { boot.MountVolumes(in.logf) })
 	in.safely("onboot", func() { in.runToCompletion(layout.KindOnboot, layout.OnbootDir, 0) })
 	boot.Milestone(in.console, "onboot-done")
 

@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/keelos/keel/pkg/internal/blockdev"
+	"github.com/keelos/keel/internal/blockdev"
 	"github.com/keelos/keel/pkg/metadata/internal/metadata"
 )
 
