@@ -162,8 +162,13 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 	if err := writeUKI(ctxio.Writer(ctx, &uki), stub, kernel, initrd, sys.cmdline, b.osRelease()); err != nil {
 		return nil, fmt.Errorf("uki: %w", err)
 	}
+	// Signed here, once: every output below carries these bytes.
+	ukiData, err := b.signEFI("uki", uki.Bytes())
+	if err != nil {
+		return nil, err
+	}
 	if has("uki") {
-		n, err := writeBytes(ctx, base+".efi", uki.Bytes())
+		n, err := writeBytes(ctx, base+".efi", ukiData)
 		if err != nil {
 			return nil, err
 		}
@@ -174,9 +179,9 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 		format, suffix string
 		boot           isoBoot
 	}{
-		{"iso-efi", "-efi.iso", isoBoot{bootName: bootName, uki: uki.Bytes()}},
+		{"iso-efi", "-efi.iso", isoBoot{bootName: bootName, uki: ukiData}},
 		// The one ISO for every machine: EFI, and BIOS where there is one.
-		{"iso", ".iso", isoBoot{bootName: bootName, uki: uki.Bytes(), bios: bios}},
+		{"iso", ".iso", isoBoot{bootName: bootName, uki: ukiData, bios: bios}},
 	} {
 		if !has(iso.format) {
 			continue
@@ -190,7 +195,7 @@ func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, erro
 		record(iso.format, p, n)
 	}
 	if has(diskFormats...) {
-		if err := b.writeDisks(ctx, sys, base, bootName, uki.Bytes(), initrd, has, record); err != nil {
+		if err := b.writeDisks(ctx, sys, base, bootName, ukiData, initrd, has, record); err != nil {
 			return nil, err
 		}
 	}
