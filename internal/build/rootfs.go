@@ -64,6 +64,9 @@ func rootOnDisk(s *spec.Spec) bool {
 // checkRoot refuses, before anything is built, a root on disk with a
 // format that has no disk to carry it.
 func checkRoot(s *spec.Spec) error {
+	if s.Output.Verity && !rootOnDisk(s) {
+		return fmt.Errorf("[output] verity = true checks a root on disk: set [output] root = \"squashfs\" or \"erofs\" (an initrd root is inside the signed UKI already)")
+	}
 	if !rootOnDisk(s) {
 		return nil
 	}
@@ -87,7 +90,11 @@ func (b *builder) rootModules() (required, optional []string) {
 	if !rootOnDisk(b.spec) {
 		return nil, nil
 	}
-	return []string{b.spec.Output.Root, "overlay"}, diskRootModules
+	required = []string{b.spec.Output.Root, "overlay"}
+	if b.spec.Output.Verity {
+		required = append(required, verityModules...)
+	}
+	return required, diskRootModules
 }
 
 // rootImage is the system tree written as a file system image, the
@@ -97,6 +104,9 @@ type rootImage struct {
 	size  int64
 	label string // the GPT partition name, from the image's hash
 	typ   gpt.Type
+	// hashTree is the dm-verity hash partition of the image, with
+	// [output] verity.
+	hashTree *rootImage
 }
 
 // partition is the root partition for a disk plan; every disk of the
@@ -111,7 +121,11 @@ func (sys *system) rootPartitions() []disk.Partition {
 	if sys.rootImage == nil {
 		return nil
 	}
-	return []disk.Partition{sys.rootImage.partition()}
+	parts := []disk.Partition{sys.rootImage.partition()}
+	if h := sys.rootImage.hashTree; h != nil {
+		parts = append(parts, h.partition())
+	}
+	return parts
 }
 
 // bootRoot is the tree the initramfs is made of.
@@ -175,6 +189,20 @@ func (b *builder) prepareRoot(ctx context.Context, sys *system) (func(), error) 
 	}
 	sys.rootImage, sys.initrdRoot = img, boot
 	sys.cmdline = strings.TrimSpace(sys.cmdline + " keel.root=PARTLABEL=" + img.label + " keel.rootfstype=" + fstype)
+	if b.spec.Output.Verity {
+		// On the UKI's command line, so its signature covers the root
+		// hash, and the root hash every block of the root.
+		args, cleanupTree, err := b.addVerity(ctx, sys.arch, img, sum)
+		if err != nil {
+			return nil, fmt.Errorf("%s root: %w", fstype, err)
+		}
+		sys.cmdline += " " + args
+		cleanupImage := cleanup
+		cleanup = func() {
+			cleanupTree()
+			cleanupImage()
+		}
+	}
 	ok = true
 	return cleanup, nil
 }

@@ -20,6 +20,9 @@ var Formats = []string{
 	"qcow2-efi", "qcow2-bios", "vhd", "dynamic-vhd", "vhdx", "vmdk", "ova", "gce", "aws", "rpi",
 }
 
+// VerityCorruptionPolicies are the values of [output] verity-corruption.
+var VerityCorruptionPolicies = []string{"restart", "panic", "log"}
+
 // RootFormats are the values of [output] root.
 var RootFormats = []string{"initrd", "squashfs", "erofs"}
 
