@@ -66,11 +66,11 @@ func buildSigned(t *testing.T) signedBuild {
 	return s
 }
 
-// TestBuildSignsEveryEFIOutput checks the UKI inside every EFI output of
+// TestBuildSignsEveryEFIOutput_Network checks the UKI inside every EFI output of
 // a signed build with sbverify, against the db certificate and another,
 // and with a byte changed; the SBOM names the certificate, and no output
 // holds the private key.
-func TestBuildSignsEveryEFIOutput(t *testing.T) {
+func TestBuildSignsEveryEFIOutput_Network(t *testing.T) {
 	tooltest.Need(t, "sbverify")
 	s := buildSigned(t)
 	t.Logf("signed build of %s took %v", strings.Join(signedFormats, ","), s.build.Round(time.Second))

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"time"
 
 	"github.com/keelos/keel/internal/authenticode"
 )
@@ -16,10 +17,12 @@ func (b *builder) signEFI(name string, img []byte) ([]byte, error) {
 	if b.opts.SignKey == nil {
 		return img, nil
 	}
+	start := time.Now()
 	signed, err := authenticode.Sign(img, b.opts.SignKey, b.opts.SignCert)
 	if err != nil {
 		return nil, fmt.Errorf("signing %s: %w", name, err)
 	}
+	b.logf("signed %s (%s) for Secure Boot as %s in %.2fs", name, humanSize(int64(len(img))), b.opts.SignCert.Subject, time.Since(start).Seconds())
 	return signed, nil
 }
 
