@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/keelos/keel/internal/qemu"
+	"github.com/keelos/keel/internal/testenv"
 )
 
 // TestBootConvertedLinuxKitExamplesSlow converts YAML equivalents of
@@ -25,6 +26,8 @@ import (
 // writes into a volume it binds by name, and the sshd example lets in the
 // key its files section took from ~/.ssh/id_rsa.pub.
 func TestBootConvertedLinuxKitExamplesSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
+	testenv.NeedNetwork(t)
 	t.Parallel()
 	keel := keelBinary(t)
 	repo, err := filepath.Abs("..")
