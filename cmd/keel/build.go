@@ -20,16 +20,22 @@ func newBuildCmd(g *globalFlags) *cobra.Command {
 	var verify bool
 	var bf builderFlags
 	var n netFlags
+	var sign signFlags
 	cmd := &cobra.Command{
 		Use:   "build [SPEC...]",
 		Short: "Build OS images from spec files (default ./build.toml)",
 		Long: `Build merges the spec files in order (later scalars win, lists append) and
-writes the requested output formats to --dir as NAME-ARCH-… files.`,
+writes the requested output formats to --dir as NAME-ARCH-… files.
+
+With --sign-key and --sign-cert (or KEEL_SIGN_KEY and KEEL_SIGN_CERT) the
+UKI, and so every EFI output carrying it, is Authenticode-signed for Secure
+Boot; see "keel keys --help" for the keys.`,
 		Example: `  keel build
   keel build --format iso-efi,qcow2-efi --dir out build.toml prod.toml
   keel build --dry-run build.toml extra.toml
   keel build --verify-reproducible --format iso-efi
-  keel build --frozen   # build.lock's inputs, from the cache only: no network`,
+  keel build --frozen   # build.lock's inputs, from the cache only: no network
+  keel build --sign-key keys/db.key --sign-cert keys/db.crt --format qcow2-efi`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Specs = args
 			if len(opts.Specs) == 0 {
@@ -56,6 +62,9 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 			if err := checkBuildFlags(opts); err != nil {
 				return err
 			}
+			if err := sign.load(&opts); err != nil {
+				return err
+			}
 			// Packages with [build] steps that are not cached yet are
 			// solved on this builder.
 			if opts.BuildKit, err = bf.config(cmd.ErrOrStderr()); err != nil {
@@ -63,7 +72,7 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 			}
 			var res *build.Result
 			if verify && !opts.DryRun {
-				res, err = build.Verify(cmd.Context(), opts, g.rebuildInChild(cmd.ErrOrStderr()))
+				res, err = build.Verify(cmd.Context(), opts, g.rebuildInChild(cmd.ErrOrStderr(), sign))
 			} else {
 				res, err = build.Run(cmd.Context(), opts)
 			}
@@ -89,6 +98,8 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 	addNetFlags(f, &n, "build.lock")
 	f.BoolVar(&verify, "verify-reproducible", false, "build a second time from an empty cache (other umask and time zone) and fail at the first output that differs")
 	f.BoolVar(&opts.Pull, "pull", false, "re-resolve registry references instead of using the cache")
+	f.StringVar(&sign.Key, "sign-key", "", "PEM private key (RSA ≥2048 bits or ECDSA P-256) that Authenticode-signs the UKI for Secure Boot (default $KEEL_SIGN_KEY)")
+	f.StringVar(&sign.Cert, "sign-cert", "", "X.509 certificate (PEM or DER) of --sign-key, the db certificate firmware trusts (default $KEEL_SIGN_CERT)")
 	addBuilderFlags(f, &bf)
 	if err := cmd.RegisterFlagCompletionFunc("format", completeFormats); err != nil {
 		panic(err) // the flag is defined just above

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto"
+	_ "crypto/sha1" // PCR 11's SHA-1 bank
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -16,6 +18,7 @@ import (
 	"github.com/keelos/keel/internal/format"
 	"github.com/keelos/keel/internal/imageread"
 	"github.com/keelos/keel/internal/layout"
+	"github.com/keelos/keel/internal/pcr"
 	"github.com/keelos/keel/internal/sbom"
 	"github.com/keelos/keel/internal/spec"
 )
@@ -39,6 +42,7 @@ func newInspectCmd() *cobra.Command {
 	var (
 		asJSON bool
 		file   string
+		pcrs   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "inspect IMAGE",
@@ -50,13 +54,21 @@ summary of the image's SBOM (kernel, images by digest, Debian packages, Go
 modules).
 
 --file prints one file of the image's root instead, e.g.
-  keel inspect --file /etc/keel/sbom.spdx.json host-amd64-efi.iso`,
+  keel inspect --file /etc/keel/sbom.spdx.json host-amd64-efi.iso
+
+--pcrs prints, for an image with a UKI, the PCR 11 the UKI's stub
+(systemd-stub 252) leaves in a TPM, in the SHA-256 and SHA-1 banks: what
+"keel run qemu --tpm" finds in /sys/class/tpm/tpm0/pcr-sha256/11, and
+what a TPM policy can seal secrets to.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageError(fmt.Errorf("inspect: want one IMAGE, got %d arguments", len(args)))
 			}
 			if asJSON && file != "" {
 				return usageError(errors.New("inspect: --json and --file do not go together"))
+			}
+			if pcrs && (asJSON || file != "") {
+				return usageError(errors.New("inspect: --pcrs goes with neither --json nor --file"))
 			}
 			return nil
 		},
@@ -76,6 +88,12 @@ modules).
 			}
 			defer im.Close()
 			out := cmd.OutOrStdout()
+			if pcrs {
+				if err := writePCRs(out, im); err != nil {
+					return fail(err)
+				}
+				return nil
+			}
 			if file != "" {
 				data, err := im.ReadFile(file)
 				if err != nil {
@@ -98,6 +116,7 @@ modules).
 	}
 	f := cmd.Flags()
 	f.BoolVar(&asJSON, "json", false, "print a JSON report")
+	f.BoolVar(&pcrs, "pcrs", false, "print the PCR 11 value the image's UKI leaves in a TPM")
 	f.StringVar(&file, "file", "", "print this file of the image's root instead, e.g. /etc/keel/build.toml")
 	return cmd
 }
@@ -137,6 +156,27 @@ func outputSuffixes() string {
 		suffixes = append(suffixes, f.Suffixes...)
 	}
 	return strings.Join(suffixes, ", ")
+}
+
+// writePCRs prints the predicted PCR 11 of im's UKI, one bank a line.
+func writePCRs(w io.Writer, im *imageread.Image) error {
+	u, err := im.UKI()
+	if err != nil {
+		return err
+	}
+	for _, bank := range []struct {
+		name string
+		hash crypto.Hash
+	}{{"sha256", crypto.SHA256}, {"sha1", crypto.SHA1}} {
+		v, _, err := pcr.KernelBootValue(u, bank.hash)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "%d:%s %x\n", pcr.KernelBoot, bank.name, v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // inspectImage reads /etc/keel in one pass over the image's root.

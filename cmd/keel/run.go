@@ -1,13 +1,16 @@
 package main
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keelos/keel/internal/qemu"
+	"github.com/keelos/keel/internal/sbkeys"
 	"github.com/keelos/keel/internal/spec"
 )
 
@@ -33,6 +36,8 @@ func newRunQemuCmd(g *globalFlags) *cobra.Command {
 		disks   []string
 		uefi    bool
 		appends []string
+		secure  bool
+		keys    string
 	)
 	cmd := &cobra.Command{
 		Use:   "qemu IMAGE",
@@ -44,6 +49,14 @@ and the guest has the host's architecture, plain emulation otherwise.
 
 keel exits 1 when the guest panicked, its init died or --timeout passed,
 and 0 after a clean power-off.
+
+--secure-boot boots OVMF's Secure Boot firmware (amd64) with the keys in
+--keys DIR (PK.crt, KEK.crt, db.crt, as "keel keys generate" writes them)
+enrolled, enforcing: the image must be signed by db's key (keel build
+--sign-key DIR/db.key --sign-cert DIR/db.crt). When the firmware refuses
+the image, keel says so and exits 1. --tpm attaches a TPM 2.0 (swtpm),
+into which the firmware and the UKI's stub measure the boot ("keel inspect
+--pcrs" predicts PCR 11).
 
 --disk FILE[,size=S][,format=F] attaches a virtio disk; a missing FILE is
 created when a size is given (sparse raw, or an empty qcow2 for
@@ -76,6 +89,18 @@ format=qcow2 or a .qcow2 name).`,
 			if opts.Mem < 0 || opts.CPUs < 0 || opts.Timeout < 0 {
 				return usageError(errors.New("run qemu: --mem, --cpus and --timeout must not be negative"))
 			}
+			switch {
+			case secure && keys == "":
+				return usageError(errors.New("run qemu: --secure-boot needs --keys DIR, the PK, KEK and db certificates to enroll"))
+			case keys != "" && !secure:
+				return usageError(errors.New("run qemu: --keys is for --secure-boot"))
+			case secure:
+				sb, err := enrollKeys(keys)
+				if err != nil {
+					return err
+				}
+				opts.SecureBoot = sb
+			}
 			opts.Cmdline = strings.Join(appends, " ")
 			opts.Console = cmd.OutOrStdout()
 			opts.Stdin = cmd.InOrStdin()
@@ -100,9 +125,25 @@ format=qcow2 or a .qcow2 name).`,
 	f.BoolVar(&opts.Snapshot, "snapshot", false, "leave the image file unchanged: the guest's writes go to a temporary overlay")
 	f.BoolVar(&opts.USB, "usb", false, "attach the image as a USB disk, as a stick (a hybrid iso, or a disk image)")
 	f.StringArrayVar(&appends, "append", nil, "extra kernel command line arguments (kernel+initrd images)")
+	f.BoolVar(&secure, "secure-boot", false, "boot OVMF's Secure Boot firmware, --keys enrolled, enforcing (amd64, EFI images)")
+	f.StringVar(&keys, "keys", "", "directory holding PK.crt, KEK.crt and db.crt to enroll for --secure-boot")
+	f.BoolVar(&opts.TPM, "tpm", false, "attach a TPM 2.0 emulated by swtpm")
 	f.StringVar(&opts.Accel, "accel", "", "kvm or tcg (default: kvm when usable)")
 	_ = cmd.RegisterFlagCompletionFunc("accel", cobra.FixedCompletions([]string{"kvm", "tcg"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
+}
+
+// enrollKeys reads the certificates --secure-boot enrolls; private keys
+// are not needed, nor read.
+func enrollKeys(dir string) (*qemu.SecureBoot, error) {
+	var certs [3]*x509.Certificate
+	for i, role := range []string{"PK", "KEK", "db"} {
+		var err error
+		if certs[i], err = sbkeys.LoadCertificate(filepath.Join(dir, role+".crt")); err != nil {
+			return nil, fmt.Errorf("--keys: %w", err)
+		}
+	}
+	return &qemu.SecureBoot{PK: certs[0], KEK: certs[1], DB: certs[2]}, nil
 }
 
 // parseDisk parses FILE[,size=S][,format=F].

@@ -38,11 +38,14 @@ const (
 type rebuildRequest struct {
 	Options build.Options
 	Verbose int
+	// Sign names the signing key and certificate files, which the child
+	// reads itself: the key never travels between the processes.
+	Sign signFlags
 }
 
 // rebuildInChild runs Verify's second build in a child keel, its
 // progress on stderr.
-func (g *globalFlags) rebuildInChild(stderr io.Writer) build.Rebuild {
+func (g *globalFlags) rebuildInChild(stderr io.Writer, sign signFlags) build.Rebuild {
 	return func(ctx context.Context, opts build.Options) (*build.Result, error) {
 		exe, err := os.Executable()
 		if err != nil {
@@ -53,7 +56,7 @@ func (g *globalFlags) rebuildInChild(stderr io.Writer) build.Rebuild {
 			bk.Progress = nil // the child shows BuildKit's progress itself
 			opts.BuildKit = &bk
 		}
-		req, err := json.Marshal(rebuildRequest{Options: opts, Verbose: g.Verbose})
+		req, err := json.Marshal(rebuildRequest{Options: opts, Verbose: g.Verbose, Sign: sign})
 		if err != nil {
 			return nil, err
 		}
@@ -123,6 +126,9 @@ func newRebuildCmd() *cobra.Command {
 			opts.Progress = stderr
 			if opts.BuildKit != nil {
 				opts.BuildKit.Progress = stderr
+			}
+			if err := req.Sign.load(&opts); err != nil {
+				return err
 			}
 			res, err := build.Run(cmd.Context(), opts)
 			if err != nil {

@@ -33,7 +33,7 @@ func TestRebuildRunsInAChildUnderItsOwnUmask(t *testing.T) {
 	var stderr bytes.Buffer
 	g := &globalFlags{}
 	opts := build.Options{Specs: []string{specFile}, Dir: filepath.Join(dir, "out"), CacheDir: filepath.Join(dir, "cache")}
-	_, err := g.rebuildInChild(&stderr)(context.Background(), opts)
+	_, err := g.rebuildInChild(&stderr, signFlags{})(context.Background(), opts)
 	if err == nil || !strings.Contains(err.Error(), "the second build failed") {
 		t.Fatalf("got %v", err)
 	}

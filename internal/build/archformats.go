@@ -28,6 +28,9 @@ func checkFormats(s *spec.Spec) error {
 			noDisk = append(noDisk, f.Name)
 		}
 	}
+	if s.Output.Verity && !rootOnDisk(s) {
+		return fmt.Errorf("[output] verity = true checks a root on disk: set [output] root = \"squashfs\" or \"erofs\" (an initrd root is inside the signed UKI already)")
+	}
 	if rootOnDisk(s) && len(noDisk) > 0 {
 		var disks []string
 		for _, f := range format.All() {

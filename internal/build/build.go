@@ -4,6 +4,8 @@ package build
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +49,12 @@ type Options struct {
 	// the cache does not hold; nil means the environment's
 	// (KEEL_BUILDKIT_HOST, …). Its Progress receives BuildKit's display.
 	BuildKit *buildkit.Config
+	// SignKey and SignCert, when set, Authenticode-sign every EFI binary
+	// the build writes (the UKI, and so every output that carries it)
+	// for Secure Boot. The key never leaves the process: only the
+	// certificate's fingerprint is recorded, in the SBOM.
+	SignKey  crypto.Signer     `json:"-"`
+	SignCert *x509.Certificate `json:"-"`
 
 	Stdout   io.Writer    `json:"-"`
 	Log      *slog.Logger `json:"-"`
@@ -120,6 +128,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if !opts.DryRun {
 		if err := checkFormats(s); err != nil {
 			return nil, err
+		}
+		if (opts.SignKey == nil) != (opts.SignCert == nil) {
+			return nil, errors.New("signing needs both a key and its certificate")
 		}
 		if err := checkSources(ctx, s); err != nil {
 			return nil, err

@@ -211,7 +211,10 @@ func (o *archOutputs) ukiImage(ctx context.Context) ([]byte, error) {
 	if err := writeUKI(ctxio.Writer(ctx, &buf), stub, kernel, initrd, o.sys.cmdline.String(), o.b.osRelease()); err != nil {
 		return nil, fmt.Errorf("uki: %w", err)
 	}
-	o.uki = buf.Bytes()
+	// Signed here, once: every output carrying the UKI carries these bytes.
+	if o.uki, err = o.b.signEFI("uki", buf.Bytes()); err != nil {
+		return nil, err
+	}
 	return o.uki, nil
 }
 

@@ -62,6 +62,7 @@ func (b *builder) addProvenance(ctx context.Context, root *fstree.Tree, arch, ke
 		Images: m.images, Debian: m.debs,
 		SpecSHA256: hex.EncodeToString(specSum[:]), LockSHA256: lockSum,
 		Tool: "keel-" + b.version(), Created: b.epoch,
+		SigningCertSHA256: b.signingCertSHA256(),
 	}
 	// Every Go binary's build info names the modules compiled into it.
 	seen := map[string][]sbom.GoModule{}

@@ -72,7 +72,11 @@ func (b *builder) rootModules() (required, optional []string) {
 	if !rootOnDisk(b.spec) {
 		return nil, nil
 	}
-	return []string{b.spec.Output.Root, "overlay"}, diskRootModules
+	required = []string{b.spec.Output.Root, "overlay"}
+	if b.spec.Output.Verity {
+		required = append(required, verityModules...)
+	}
+	return required, diskRootModules
 }
 
 // rootImage is the system tree written as a file system image, the
@@ -83,6 +87,11 @@ type rootImage struct {
 	fstype string // squashfs or erofs
 	label  string // the GPT partition name, from the image's hash
 	typ    gpt.Type
+	// hashTree is the dm-verity hash partition of the image and verity
+	// the command line parameters that make init open the root through
+	// it, with [output] verity.
+	hashTree *rootImage
+	verity   []string
 }
 
 // partition is the root partition for a disk plan; every disk of the
@@ -97,7 +106,11 @@ func (sys *system) rootPartitions() []disk.Partition {
 	if sys.rootImage == nil {
 		return nil
 	}
-	return []disk.Partition{sys.rootImage.partition()}
+	parts := []disk.Partition{sys.rootImage.partition()}
+	if h := sys.rootImage.hashTree; h != nil {
+		parts = append(parts, h.partition())
+	}
+	return parts
 }
 
 // bootRoot is the tree the initramfs is made of.
@@ -164,6 +177,13 @@ func (b *builder) writeRootImage(ctx context.Context, arch string, root *fstree.
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s root: initramfs: %w", fstype, err)
 	}
+	if b.spec.Output.Verity {
+		// On the UKI's command line, so its signature covers the root
+		// hash, and the root hash every block of the root.
+		if img.verity, err = b.addVerity(ctx, arch, img, sum); err != nil {
+			return nil, nil, fmt.Errorf("%s root: %w", fstype, err)
+		}
+	}
 	ok = true
 	return img, boot, nil
 }
@@ -174,7 +194,7 @@ func (r *rootImage) cmdline() []string {
 	if r == nil {
 		return nil
 	}
-	return []string{layout.CmdlineRoot + "=PARTLABEL=" + r.label, layout.CmdlineRootFSType + "=" + r.fstype}
+	return append([]string{layout.CmdlineRoot + "=PARTLABEL=" + r.label, layout.CmdlineRootFSType + "=" + r.fstype}, r.verity...)
 }
 
 // close removes the image file.
@@ -182,6 +202,7 @@ func (r *rootImage) close() {
 	if r != nil {
 		r.f.Close()
 		os.Remove(r.f.Name())
+		r.hashTree.close()
 	}
 }
 

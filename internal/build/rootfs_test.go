@@ -32,6 +32,18 @@ func TestCheckRootRefusesFormatsWithoutADisk(t *testing.T) {
 	}
 }
 
+func TestCheckFormatsRefusesVerityWithoutADiskRoot(t *testing.T) {
+	s := &spec.Spec{Output: spec.Output{Root: "initrd", Verity: true, Formats: []string{"raw-efi"}}}
+	err := checkFormats(s)
+	if err == nil || !strings.Contains(err.Error(), `root = "squashfs" or "erofs"`) {
+		t.Fatalf("verity with an initrd root: %v, want an error naming the roots it needs", err)
+	}
+	ok := &spec.Spec{Output: spec.Output{Root: "squashfs", Verity: true, Formats: []string{"raw-efi"}}}
+	if err := checkFormats(ok); err != nil {
+		t.Errorf("verity with a squashfs root: %v", err)
+	}
+}
+
 // moduleELF is a minimal ELF64 object holding only a .modinfo section,
 // all that kmod.Parse reads.
 func moduleELF(modinfo string) []byte {

@@ -66,6 +66,8 @@ type Image struct {
 	// open returns the stream of the archive holding the root (already
 	// decompressed for cpio).
 	open func() (io.ReadCloser, error)
+	// efiApp is the UKI the image boots through EFI, if it has one.
+	efiApp *io.SectionReader
 }
 
 // Open opens the keel output at path and locates its root file system.
@@ -98,6 +100,25 @@ func Open(path string) (*Image, error) {
 	}
 	im.Format = format.ByFileName(im.Format, filepath.Base(path))
 	return im, nil
+}
+
+// maxUKI bounds the UKI UKI reads.
+const maxUKI = 1 << 30
+
+// UKI is the unified kernel image the image boots through EFI: the .efi
+// output itself, or the one on its ESP or El Torito boot image.
+func (im *Image) UKI() ([]byte, error) {
+	if im.efiApp == nil {
+		return nil, errors.New("no UKI: the image has no EFI boot path")
+	}
+	if im.efiApp.Size() > maxUKI {
+		return nil, fmt.Errorf("UKI of %d bytes: larger than %d", im.efiApp.Size(), maxUKI)
+	}
+	b := make([]byte, im.efiApp.Size())
+	if _, err := im.efiApp.ReadAt(b, 0); err != nil {
+		return nil, fmt.Errorf("reading the UKI: %w", err)
+	}
+	return b, nil
 }
 
 // Close closes the image file.
@@ -376,6 +397,7 @@ func (im *Image) uki(r io.ReaderAt, size int64) error {
 	if err != nil {
 		return err
 	}
+	im.efiApp = io.NewSectionReader(r, 0, size)
 	initrd, err := u.Section(".initrd")
 	if err != nil {
 		return err

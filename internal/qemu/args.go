@@ -3,6 +3,7 @@ package qemu
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -17,14 +18,16 @@ var firmware = map[string]struct{ code, vars string }{
 
 // plan is everything Start decided before building the command line.
 type plan struct {
-	img      Image
-	opts     Options
-	accel    string // "kvm" or "tcg"
-	dir      string // private temp dir: QMP socket, EFI vars copy, ESP
-	vars     string // EFI variable store copy; "" without firmware
-	esp      string // directory served as a FAT drive for a UKI
-	metadata string // config drive image; "" without
-	disks    []Disk // extra disks, formats resolved
+	img       Image
+	opts      Options
+	accel     string    // "kvm" or "tcg"
+	dir       string    // private temp dir: QMP socket, EFI vars copy, ESP
+	vars      string    // EFI variable store copy; "" without firmware
+	esp       string    // directory served as a FAT drive for a UKI
+	metadata  string    // config drive image; "" without
+	disks     []Disk    // extra disks, formats resolved
+	tpm       *exec.Cmd // swtpm, with Options.TPM
+	tpmSocket string    // its control socket
 }
 
 func (p *plan) uefi() bool {
@@ -48,7 +51,14 @@ func (p *plan) args() ([]string, error) {
 	add := func(s ...string) { a = append(a, s...) }
 	switch arch {
 	case "amd64":
-		add("qemu-system-x86_64", "-M", "q35")
+		if p.opts.SecureBoot != nil {
+			// SMM: only the firmware may then write the variable store.
+			add("qemu-system-x86_64", "-M", "q35,smm=on",
+				"-global", "driver=cfi.pflash01,property=secure,value=on",
+				"-global", "ICH9-LPC.disable_s3=1")
+		} else {
+			add("qemu-system-x86_64", "-M", "q35")
+		}
 		if p.accel == "kvm" {
 			add("-accel", "kvm", "-cpu", "host")
 		} else {
@@ -87,8 +97,11 @@ func (p *plan) args() ([]string, error) {
 	if p.opts.Firmware != "" && p.img.Format != FormatKernel {
 		add("-bios", p.opts.Firmware)
 	} else if p.uefi() && p.img.Format != FormatKernel {
-		fw := firmware[arch]
-		add("-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+driveFile(fw.code),
+		code := firmware[arch].code
+		if p.opts.SecureBoot != nil {
+			code = secureBootCode
+		}
+		add("-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+driveFile(code),
 			"-drive", "if=pflash,format=raw,unit=1,file="+driveFile(p.vars))
 	} else if arch == "arm64" && p.img.Format != FormatKernel {
 		return nil, fmt.Errorf("%s: arm64 boots only through EFI firmware (no BIOS)", p.img.Path)
@@ -141,6 +154,15 @@ func (p *plan) args() ([]string, error) {
 		id := "disk" + strconv.Itoa(i)
 		add("-drive", "if=none,id="+id+",format="+d.Format+",file="+driveFile(d.Path),
 			"-device", "virtio-blk-pci,drive="+id)
+	}
+
+	if p.tpmSocket != "" {
+		dev := "tpm-tis"
+		if arch == "arm64" {
+			dev = "tpm-tis-device"
+		}
+		add("-chardev", "socket,id=chrtpm,path="+p.tpmSocket,
+			"-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", dev+",tpmdev=tpm0")
 	}
 
 	netdev := "user,id=n0"

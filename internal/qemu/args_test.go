@@ -82,12 +82,24 @@ func TestArgs(t *testing.T) {
 			name: "uki",
 			img:  Image{Path: "/o/h-amd64.efi", Format: FormatUKI, Arch: "amd64", UEFI: true},
 			want: []string{"file=fat:/tmp/k/esp", "OVMF_CODE_4M.fd"},
+			not:  []string{"smm=on", "tpm"},
+		},
+		{
+			name: "secure boot with tpm",
+			img:  Image{Path: "/o/h-amd64-efi.qcow2", Format: FormatQcow2, Arch: "amd64", UEFI: true},
+			opts: Options{SecureBoot: &SecureBoot{}, TPM: true},
+			want: []string{"-M q35,smm=on -global driver=cfi.pflash01,property=secure,value=on",
+				"unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
+				"-chardev socket,id=chrtpm,path=/tmp/k/swtpm.sock -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &plan{img: tc.img, opts: tc.opts, accel: "tcg", dir: "/tmp/k", vars: "/tmp/k/efivars.fd", esp: "/tmp/k/esp"}
 			if strings.Contains(tc.name, "disks") {
 				p.disks = []Disk{{Path: "/d/a,b.raw", Format: "raw"}}
+			}
+			if tc.opts.TPM {
+				p.tpmSocket = "/tmp/k/swtpm.sock"
 			}
 			args, err := p.args()
 			if err != nil {

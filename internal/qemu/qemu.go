@@ -51,6 +51,12 @@ type Options struct {
 	// it starts.
 	Verbose func(cmdline []string)
 	Accel   string // "kvm", "tcg", or "" for kvm when usable, else tcg
+	// SecureBoot, when set, boots OVMF's Secure Boot firmware (amd64)
+	// with these keys enrolled, enforcing.
+	SecureBoot *SecureBoot
+	// TPM attaches a TPM 2.0 (swtpm), which the firmware and
+	// systemd-stub measure the boot into.
+	TPM bool
 }
 
 // Disk is an extra virtio disk. A missing file is created, sparse, when
@@ -86,6 +92,9 @@ type Machine struct {
 	// errors do not print its tail again.
 	consoleShown bool
 
+	refused bool      // the firmware refused the image; see ErrRefused
+	tpm     *exec.Cmd // swtpm, with TPM
+
 	readDone chan struct{}
 	waitOnce sync.Once
 	waitErr  error
@@ -107,6 +116,18 @@ func Start(ctx context.Context, opts Options) (*Machine, error) {
 		img.Arch = opts.Arch
 	}
 	p := &plan{img: img, opts: opts}
+	if opts.SecureBoot != nil {
+		switch {
+		case img.Arch != "amd64":
+			return nil, fmt.Errorf("qemu: Secure Boot: %s: only amd64 (OVMF) is supported", opts.Image)
+		case !p.uefi() || img.Format == FormatKernel:
+			return nil, fmt.Errorf("qemu: Secure Boot: %s does not boot through EFI firmware", opts.Image)
+		case opts.Firmware != "":
+			return nil, errors.New("qemu: Secure Boot uses OVMF's Secure Boot build: give no other firmware")
+		case opts.SecureBoot.PK == nil || opts.SecureBoot.KEK == nil || opts.SecureBoot.DB == nil:
+			return nil, errors.New("qemu: Secure Boot needs PK, KEK and db certificates")
+		}
+	}
 	if p.accel, err = chooseAccel(opts.Accel, img.Arch); err != nil {
 		return nil, fmt.Errorf("qemu: %w", err)
 	}
@@ -118,6 +139,10 @@ func Start(ctx context.Context, opts Options) (*Machine, error) {
 	}
 	m, err := start(ctx, p)
 	if err != nil {
+		if p.tpm != nil {
+			p.tpm.Process.Kill()
+			p.tpm.Wait()
+		}
 		os.RemoveAll(p.dir)
 		return nil, fmt.Errorf("qemu: %w", err)
 	}
@@ -131,8 +156,18 @@ func start(ctx context.Context, p *plan) (*Machine, error) {
 			return nil, fmt.Errorf("no EFI firmware known for %s", p.img.Arch)
 		}
 		p.vars = filepath.Join(p.dir, "efivars.fd")
-		if err := copyFile(fw.vars, p.vars); err != nil {
+		if p.opts.SecureBoot != nil {
+			if err := enrolledVars(fw.vars, p.vars, p.opts.SecureBoot); err != nil {
+				return nil, err
+			}
+		} else if err := copyFile(fw.vars, p.vars); err != nil {
 			return nil, fmt.Errorf("EFI variables (install ovmf / qemu-efi-aarch64): %w", err)
+		}
+	}
+	if p.opts.TPM {
+		var err error
+		if p.tpm, p.tpmSocket, err = startTPM(p.dir); err != nil {
+			return nil, err
 		}
 	}
 	if p.img.Format == FormatUKI {
@@ -170,6 +205,7 @@ func start(ctx context.Context, p *plan) (*Machine, error) {
 		changed:  make(chan struct{}),
 		readDone: make(chan struct{}),
 		exited:   make(chan struct{}),
+		tpm:      p.tpm,
 	}
 	if p.opts.ConsoleFile != "" {
 		if m.file, err = os.Create(p.opts.ConsoleFile); err != nil {
@@ -220,7 +256,14 @@ func (m *Machine) read(r io.Reader, console io.Writer) {
 				m.file.Write(clean)
 			}
 			m.mu.Lock()
+			from := max(0, len(m.console)-256) // a match may span reads
 			m.console = append(m.console, clean...)
+			if !m.refused && refused.Match(m.console[from:]) {
+				// The firmware goes on to its boot menu and would wait
+				// there forever: stop the machine.
+				m.refused = true
+				m.cancel()
+			}
 			close(m.changed)
 			m.changed = make(chan struct{})
 			m.mu.Unlock()
@@ -349,6 +392,10 @@ func (m *Machine) Wait() error {
 		<-m.readDone
 		timedOut := errors.Is(m.ctx.Err(), context.DeadlineExceeded)
 		m.cancel()
+		if m.tpm != nil {
+			m.tpm.Process.Kill()
+			m.tpm.Wait()
+		}
 		if m.file != nil {
 			if err := m.file.Close(); err != nil && m.waitErr == nil {
 				m.waitErr = fmt.Errorf("console file: %w", err)
@@ -361,6 +408,9 @@ func (m *Machine) Wait() error {
 }
 
 func (m *Machine) verdict(timedOut bool) error {
+	if m.refused {
+		return fmt.Errorf("qemu: %w\n%s", ErrRefused, m.tail())
+	}
 	if bad := failure.Find(m.console); bad != nil {
 		return fmt.Errorf("qemu: guest failed: %s%s", bad, m.tail())
 	}

@@ -289,6 +289,19 @@ func LoadKeyPair(keyFile, certFile string) (KeyPair, error) {
 	return KeyPair{key, cert}, nil
 }
 
+// LoadCertificate reads a certificate file (see ParseCertificate).
+func LoadCertificate(path string) (*x509.Certificate, error) {
+	b, err := readBounded(path)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := ParseCertificate(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cert, nil
+}
+
 // ParseKey reads an unencrypted PEM private key: RSA (PKCS #1 or PKCS #8,
 // at least 2048 bits) or ECDSA P-256 (SEC 1 or PKCS #8).
 func ParseKey(b []byte) (crypto.Signer, error) {

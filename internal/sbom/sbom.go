@@ -33,6 +33,10 @@ import (
 	"github.com/keelos/keel/internal/layout"
 )
 
+// SigningCertComment starts the image package's comment when its EFI
+// binaries are signed; the certificate's hex SHA-256 follows.
+const SigningCertComment = "Secure Boot signing certificate SHA-256: "
+
 // Files keel writes into every image, relative to the image root (where
 // internal/layout puts them).
 const (
@@ -92,6 +96,10 @@ type Input struct {
 	// SpecSHA256 and LockSHA256 are the hex SHA-256 of the resolved spec
 	// and of build.lock (empty: the build was not locked).
 	SpecSHA256, LockSHA256 string
+	// SigningCertSHA256 is the hex SHA-256 of the DER X.509 certificate
+	// whose key signed the image's EFI binaries for Secure Boot; empty:
+	// unsigned. The key itself is never recorded.
+	SigningCertSHA256 string
 	// Tool names the creator, e.g. "keel-v0.3.0"; empty means "keel".
 	Tool string
 	// Created is the document's creation time; use the build's epoch, not
@@ -206,6 +214,9 @@ func Document(in Input) (*spdx.Document, error) {
 		PackageDownloadLocation: noAssertion,
 		PrimaryPackagePurpose:   "OPERATING-SYSTEM",
 		PackageSourceInfo:       sourceInfo(in.SpecSHA256, in.LockSHA256),
+	}
+	if in.SigningCertSHA256 != "" {
+		root.PackageComment = SigningCertComment + in.SigningCertSHA256
 	}
 	doc.Packages = append(doc.Packages, root)
 	doc.Relationships = append(doc.Relationships, rel("DOCUMENT", root.PackageSPDXIdentifier, common.TypeRelationshipDescribe))

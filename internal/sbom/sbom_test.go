@@ -231,3 +231,22 @@ func TestProvenanceMarshal(t *testing.T) {
 		t.Fatalf("parse: %+v %v", back, err)
 	}
 }
+
+func TestSigningCertRecorded(t *testing.T) {
+	in := sampleInput()
+	in.SigningCertSHA256 = strings.Repeat("ab", 32)
+	doc, err := Document(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := doc.Packages[0].PackageComment, SigningCertComment+in.SigningCertSHA256; got != want {
+		t.Errorf("image package comment %q, want %q", got, want)
+	}
+	unsigned, err := Document(sampleInput())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := unsigned.Packages[0].PackageComment; c != "" {
+		t.Errorf("unsigned image package comment %q, want none", c)
+	}
+}

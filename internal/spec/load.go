@@ -237,6 +237,12 @@ func merge(docs []*parsed, errs *Errors) *Spec {
 		if d.loc.has(op.field("initrd-max-percent")) {
 			out.Output.InitrdMaxPercent = s.Output.InitrdMaxPercent
 		}
+		if d.loc.has(op.field("verity")) {
+			out.Output.Verity = s.Output.Verity
+		}
+		if d.loc.has(op.field("verity-corruption")) {
+			out.Output.VerityCorruption = s.Output.VerityCorruption
+		}
 	}
 	return out
 }

@@ -110,6 +110,8 @@ size = "2GiB"
 root = "erofs"
 memory = "2GiB"
 initrd-max-percent = 40
+verity = true
+verity-corruption = "log"
 `
 
 func TestMarshalRoundTrip(t *testing.T) {

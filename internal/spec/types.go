@@ -209,6 +209,14 @@ type Output struct {
 	// refuses one that takes more than InitrdMaxPercent of it.
 	Memory           Size `toml:"memory,omitempty" json:"memory,omitzero"`
 	InitrdMaxPercent int  `toml:"initrd-max-percent,omitempty" json:"initrd-max-percent,omitempty"` // 1–100; default 50
+	// Verity puts a dm-verity hash tree of a root on disk (squashfs,
+	// erofs) in a partition next to it and its root hash on the kernel
+	// command line, so init mounts the root only through the kernel's
+	// check of every block it reads.
+	Verity bool `toml:"verity,omitempty" json:"verity,omitempty"`
+	// VerityCorruption is what the kernel does on a block that does not
+	// match: restart (default), panic or log (the read fails).
+	VerityCorruption string `toml:"verity-corruption,omitempty" json:"verity-corruption,omitempty"`
 }
 
 // Package is one package.toml: how keel builds a package image.

@@ -167,6 +167,9 @@ func (l *located) checkSpec(s *Spec) {
 	if l.has(op.field("root")) {
 		l.checkOneOf(op.field("root"), s.Output.Root, RootFormats, "root filesystem")
 	}
+	if l.has(op.field("verity-corruption")) {
+		l.checkOneOf(op.field("verity-corruption"), s.Output.VerityCorruption, VerityCorruptionPolicies, "verity corruption policy")
+	}
 	if l.has(op.field("initrd-max-percent")) && (s.Output.InitrdMaxPercent < 1 || s.Output.InitrdMaxPercent > 100) {
 		l.errorf(op.field("initrd-max-percent"), "%d is not a percentage from 1 to 100", s.Output.InitrdMaxPercent)
 	}

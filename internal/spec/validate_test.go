@@ -110,6 +110,8 @@ func TestValidationRules(t *testing.T) {
 		{"output size", kernel + "[output]\nsize = \"1.5G\"\n", `output.size: size "1.5G"`},
 		{"initrd memory ok", kernel + "[output]\nmemory = \"512MiB\"\ninitrd-max-percent = 25\n", ""},
 		{"memory", kernel + "[output]\nmemory = \"lots\"\n", `output.memory: size "lots"`},
+		{"verity ok", kernel + "[output]\nroot = \"erofs\"\nverity = true\nverity-corruption = \"panic\"\n", ""},
+		{"verity policy", kernel + "[output]\nverity-corruption = \"reboot\"\n", `output.verity-corruption: unknown verity corruption policy "reboot" (one of restart, panic, log)`},
 		{"initrd percent", kernel + "[output]\ninitrd-max-percent = 150\n", `output.initrd-max-percent: 150 is not a percentage from 1 to 100`},
 		{"dotted keys", "kernel.image = \"./k\"\noutput.root = \"erofs\"\n", ""},
 		{"unknown table", kernel + "[outptu]\n", `outptu: unknown key; did you mean "output"?`},

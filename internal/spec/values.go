@@ -16,6 +16,9 @@ import (
 // Archs are the target architectures keel builds for (GOARCH names).
 var Archs = []string{"amd64", "arm64"}
 
+// VerityCorruptionPolicies are the values of [output] verity-corruption.
+var VerityCorruptionPolicies = []string{"restart", "panic", "log"}
+
 // RootFormats are the values of [output] root.
 var RootFormats = []string{"initrd", "squashfs", "erofs"}
 

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keelos/keel/init/internal/dmverity"
 	"github.com/keelos/keel/internal/layout"
 )
 
@@ -197,10 +198,14 @@ func SwitchToDiskRoot(logf func(string, ...any)) error {
 	if err != nil {
 		return err
 	}
+	verified := ""
+	if dev, verified, err = openVerity(string(cmdline), dev, root.Wait-time.Since(start)); err != nil {
+		return fmt.Errorf("root %s: %w", root.Source, err)
+	}
 	if err := mountDiskRoot(dev, root.FSType); err != nil {
 		return fmt.Errorf("root %s (%s): %w", root.Source, dev, err)
 	}
-	logf("root %s: %s %s mounted read-only under a tmpfs overlay (%d modules, waited %.2fs)", root.Source, root.FSType, dev, n, time.Since(start).Seconds())
+	logf("root %s: %s %s%s mounted read-only under a tmpfs overlay (%d modules, waited %.2fs)", root.Source, root.FSType, dev, verified, n, time.Since(start).Seconds())
 	for _, m := range []string{"/dev", "/sys", "/proc"} {
 		_ = unix.Unmount(m, unix.MNT_DETACH)
 	}
@@ -226,6 +231,33 @@ func SwitchToDiskRoot(logf func(string, ...any)) error {
 		return fmt.Errorf("disk root: exec /%s: %w", layout.Init, err)
 	}
 	return errors.New("disk root: exec returned")
+}
+
+// verityName is the device-mapper name of a verified root.
+const verityName = "keel-root"
+
+// openVerity opens data through dm-verity when the command line carries
+// keel.verity.* (the UKI's, covered by its signature): the root is then
+// the verity device, every block of which the kernel checks against the
+// root hash as it is read. It returns data itself, and no note, when the
+// command line asks for no verified root.
+func openVerity(cmdline, data string, wait time.Duration) (dev, note string, err error) {
+	v, err := dmverity.ParseCmdline(cmdline)
+	if errors.Is(err, dmverity.ErrNoVerity) {
+		return data, "", nil
+	}
+	if err != nil {
+		return "", "", err
+	}
+	hash, err := WaitBlockDevice("/sys/class/block", v.Hash, max(wait, time.Second), 20*time.Millisecond)
+	if err != nil {
+		return "", "", fmt.Errorf("verity hash partition: %w", err)
+	}
+	d, err := dmverity.Open(verityName, v.Target(data, hash))
+	if err != nil {
+		return "", "", err
+	}
+	return d.Path, fmt.Sprintf(" (dm-verity over %s, hashes on %s, root hash %x, on corruption %s)", data, hash, v.RootHash, v.OnCorruption), nil
 }
 
 // mountDiskRoot mounts dev read-only and an overlay of it with a tmpfs
