@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -329,15 +330,18 @@ func mountsOf(cfg spec.Config, newNet bool) ([]specs.Mount, error) {
 		if len(parts) < 2 || len(parts) > 3 || !path.IsAbs(parts[0]) || !path.IsAbs(parts[1]) {
 			return nil, fmt.Errorf("bind %q: want /host:/container[:options]", b)
 		}
+		// Recursive unless the bind says "bind": the spec's options, the
+		// same list the spec accepts.
 		opts := []string{"rbind"}
 		if len(parts) == 3 {
 			for _, o := range strings.Split(parts[2], ",") {
-				switch o {
-				case "ro", "rw", "rshared", "rslave", "rprivate", "shared", "slave", "private",
-					"nosuid", "nodev", "noexec", "suid", "dev", "exec":
-					opts = append(opts, o)
-				default:
+				switch {
+				case !slices.Contains(spec.MountFlags, o):
 					return nil, fmt.Errorf("bind %q: unknown option %q", b, o)
+				case o == "bind" || o == "rbind":
+					opts[0] = o
+				default:
+					opts = append(opts, o)
 				}
 			}
 		}

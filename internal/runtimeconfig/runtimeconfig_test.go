@@ -284,3 +284,24 @@ func TestCPUQuota(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryBindOptionTheSpecAcceptsIsApplied checks that each option the
+// spec accepts on a bind becomes a mount option of the container (so a
+// valid spec never fails here), and that "bind" makes it non-recursive.
+func TestEveryBindOptionTheSpecAcceptsIsApplied(t *testing.T) {
+	for _, o := range spec.MountFlags {
+		ms, err := mountsOf(spec.Config{Binds: []string{"/a:/b:" + o}}, true)
+		if err != nil {
+			t.Errorf("option %q: %v", o, err)
+			continue
+		}
+		got := ms[len(ms)-1]
+		if got.Destination != "/b" || !slices.Contains(got.Options, o) {
+			t.Errorf("option %q: mount %+v", o, got)
+		}
+		wantRec := o != "bind"
+		if rec := slices.Contains(got.Options, "rbind"); rec != wantRec {
+			t.Errorf("option %q: options %q, recursive %v, want %v", o, got.Options, rec, wantRec)
+		}
+	}
+}

@@ -23,9 +23,9 @@ var (
 // maxHostnameLen is what sethostname(2) accepts.
 const maxHostnameLen = 64
 
-// mountFlags are the options a bind or tmpfs may carry besides key=value
-// ones.
-var mountFlags = []string{
+// MountFlags are the options a bind or tmpfs may carry besides key=value
+// ones; runtimeconfig turns each into the container's mount options.
+var MountFlags = []string{
 	"ro", "rw", "bind", "rbind", "shared", "rshared", "slave", "rslave", "private", "rprivate",
 	"nosuid", "suid", "nodev", "dev", "noexec", "exec", "noatime", "relatime", "strictatime",
 }
@@ -367,8 +367,8 @@ func (l *located) checkBind(p keyPath, b string) {
 	}
 	if len(parts) == 3 {
 		for _, o := range strings.Split(parts[2], ",") {
-			if !slices.Contains(mountFlags, o) {
-				l.hintf(p, suggest(o, mountFlags), "bind %q: unknown option %q", b, o)
+			if !slices.Contains(MountFlags, o) {
+				l.hintf(p, suggest(o, MountFlags), "bind %q: unknown option %q", b, o)
 			}
 		}
 	}
@@ -388,7 +388,7 @@ func (l *located) checkTmpfs(p keyPath, t string) {
 	for _, o := range strings.Split(opts, ",") {
 		k, v, isKV := strings.Cut(o, "=")
 		switch {
-		case !isKV && slices.Contains(mountFlags, o):
+		case !isKV && slices.Contains(MountFlags, o):
 		case isKV && k == "size":
 			if pct, ok := strings.CutSuffix(v, "%"); ok {
 				if pct == "" || strings.TrimLeft(pct, "0123456789") != "" {
@@ -406,7 +406,7 @@ func (l *located) checkTmpfs(p keyPath, t string) {
 				l.errorf(p, "tmpfs %q: %s=%q is not a number", t, k, v)
 			}
 		default:
-			l.hintf(p, suggest(k, append(slices.Clone(mountFlags), keyed...)), "tmpfs %q: unknown option %q", t, o)
+			l.hintf(p, suggest(k, append(slices.Clone(MountFlags), keyed...)), "tmpfs %q: unknown option %q", t, o)
 		}
 	}
 }
