@@ -31,7 +31,7 @@ import (
 
 // Version is the builder's own version: it enters every input hash, so
 // changing how images are assembled invalidates cached packages.
-const Version = "keel-pkgbuild/1"
+const Version = "keel-pkgbuild/2"
 
 // DefaultEpoch is the timestamp of every file and image when no
 // SOURCE_DATE_EPOCH is given.

@@ -216,6 +216,9 @@ type Package struct {
 	Files  []File  `toml:"file,omitempty" json:"file,omitempty"`
 	Config Config  `toml:"config" json:"config"`
 	Build  *Build  `toml:"build,omitempty" json:"build,omitempty"`
+	// Accounts are users and groups written into the image's /etc/passwd
+	// and /etc/group (see accounts.go).
+	Accounts *Accounts `toml:"accounts,omitempty" json:"accounts,omitempty"`
 	// Dir is the package directory (absolute).
 	Dir string `toml:"-" json:"-"`
 }

@@ -523,6 +523,9 @@ func (l *located) checkPackage(pk *Package) {
 		}
 	}
 	l.checkFiles(root.field("file"), pk.Files)
+	if pk.Accounts != nil {
+		l.checkAccounts(root.field("accounts"), pk.Accounts)
+	}
 	cp := root.field("config")
 	l.checkConfig(cp, &pk.Config)
 	if v := pk.Config.Seccomp; v != nil && strings.HasSuffix(*v, ".json") {
