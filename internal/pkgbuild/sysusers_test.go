@@ -73,7 +73,7 @@ u www-data   33    -        /var/www
 u sync       4:65534 - /bin /bin/sync
 g nogroup    65534 -
 `,
-		"/usr/lib/sysusers.d/svc.conf": "u svc - \"Service daemon\" /var/lib/svc\nm svc adm\nm svc journal\nr - 500-900\n",
+		"/usr/lib/sysusers.d/svc.conf":   "u svc - \"Service daemon\" /var/lib/svc\nm svc adm\nm svc journal\nr - 500-900\n",
 		"/usr/lib/sysusers.d/owner.conf": "u owner /usr/bin/owned\ng gowner /usr/bin/owned\n",
 		"/usr/bin/owned":                 "x",
 		// /etc hides /usr/lib's file of the same name; a link to /dev/null masks it.
