@@ -37,10 +37,18 @@ func main() {
 		log.Printf("no instance data: %v", err)
 		return
 	}
+	if d.Hostname != "" {
+		if err := metadata.CheckHostname(d.Hostname); err != nil {
+			log.Printf("ignoring the instance data's host name: %v", err)
+			d.Hostname = ""
+		}
+	}
 	if err := metadata.Write(*dir, d); err != nil {
 		log.Fatal(err)
 	}
 	log.Printf("from %s: hostname %q, %d bytes of user data, %d ssh keys", d.Source, d.Hostname, len(d.UserData), len(d.SSHKeys))
+	// No host name in the data leaves the image's (/etc/hostname, which
+	// init set) as it is.
 	if *setHostname && d.Hostname != "" {
 		if err := unix.Sethostname([]byte(d.Hostname)); err != nil {
 			log.Printf("set hostname: %v", err)

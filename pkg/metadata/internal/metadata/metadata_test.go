@@ -241,3 +241,37 @@ func TestServicesFailFastElsewhere(t *testing.T) {
 		t.Error("timeout not honoured")
 	}
 }
+
+// TestHostnamePrecedence checks where the host name comes from: the
+// user-data's #cloud-config hostname wins over the meta-data's
+// local-hostname (as in cloud-init), and data with neither sets none, so
+// the image keeps its own.
+func TestHostnamePrecedence(t *testing.T) {
+	for _, c := range []struct{ meta, user, want string }{
+		{"instance-id: i\nlocal-hostname: from-meta\n", "#cloud-config\nhostname: from-user\n", "from-user"},
+		{"instance-id: i\nlocal-hostname: from-meta\n", userData, "from-meta"},
+		{"instance-id: i\n", userData, ""},
+		{"instance-id: i\n", "#!/bin/sh\nhostname: not-yaml\n", ""},
+	} {
+		d, err := ReadDriveDir(writeTree(t, map[string]string{"meta-data": c.meta, "user-data": c.user}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Hostname != c.want {
+			t.Errorf("meta-data %q, user-data %q: hostname %q, want %q", c.meta, c.user, d.Hostname, c.want)
+		}
+	}
+}
+
+func TestCheckHostname(t *testing.T) {
+	for _, ok := range []string{"keel", "web-1", "ip-10-0-0-1.ec2.internal", strings.Repeat("a", 63)} {
+		if err := CheckHostname(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "-web", "web-", "a..b", "a_b", "host name", "a\nb", strings.Repeat("a", 64), strings.Repeat("a.", 32) + "a"} {
+		if err := CheckHostname(bad); err == nil {
+			t.Errorf("%q: accepted", bad)
+		}
+	}
+}
