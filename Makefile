@@ -42,7 +42,10 @@ test: test-deps fmt vet
 	$(GO) test -timeout $(TEST_TIMEOUT) ./...
 	GO=$(GO) ./hack/fuzz.sh
 
-# Unit tests only (no network, no QEMU).
+# Unit tests only: no network, no QEMU. Tests that need either call
+# internal/testenv's NeedNetwork or NeedQEMU and are skipped under -short
+# (make test runs them). Loopback is not the network: to check the promise,
+# unshare -n sh -c 'ip link set lo up && make test-short'.
 test-short: fmt vet
 	$(GO) test -short ./...
 

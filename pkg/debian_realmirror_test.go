@@ -20,6 +20,7 @@ import (
 
 	"github.com/keelos/keel/internal/debian"
 	"github.com/keelos/keel/internal/spec"
+	"github.com/keelos/keel/internal/testenv"
 )
 
 // debStore keeps downloads by digest in a directory that outlives the
@@ -84,6 +85,7 @@ func matches(globs []string, p string) bool {
 // for both architectures, and reports what each pulls and the size of
 // the files kept after paths and paths-exclude.
 func TestDebianListsResolveRealMirror(t *testing.T) {
+	testenv.NeedNetwork(t)
 	mirror, err := debian.MirrorFromHost()
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/keelos/keel/internal/build"
 	"github.com/keelos/keel/internal/debian"
 	"github.com/keelos/keel/internal/qemu"
+	"github.com/keelos/keel/internal/testenv"
 )
 
 // referenceServices are the services of ../build.toml.
@@ -35,6 +36,7 @@ var reference = map[string]*builtImages{"amd64": {}, "arm64": {}}
 // boot tests of this run.
 func referenceImages(t *testing.T, arch string, formats ...string) string {
 	t.Helper()
+	testenv.NeedNetwork(t)
 	b := reference[arch]
 	b.once.Do(func() {
 		b.dir, b.err = runTempDir("keel-e2e-" + arch + "-")
@@ -58,24 +60,28 @@ var amd64Formats = []string{"kernel+initrd", "iso-efi", "iso-bios", "iso", "raw-
 	"raw-bios", "qcow2-bios", "raw", "vhd", "dynamic-vhd", "vhdx", "vmdk", "ova", "gce", "aws"}
 
 func TestBootReferenceAmd64KernelInitrdSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := referenceImages(t, "amd64", amd64Formats...)
 	bootReference(t, filepath.Join(dir, "host-amd64-kernel"), true)
 }
 
 func TestBootReferenceAmd64ISOEFISlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := referenceImages(t, "amd64", amd64Formats...)
 	bootReference(t, filepath.Join(dir, "host-amd64-efi.iso"), false)
 }
 
 func TestBootReferenceAmd64RawEFISlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := referenceImages(t, "amd64", amd64Formats...)
 	bootReference(t, filepath.Join(dir, "host-amd64-efi.raw"), false)
 }
 
 func TestBootReferenceAmd64Qcow2EFISlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := referenceImages(t, "amd64", amd64Formats...)
 	bootReference(t, filepath.Join(dir, "host-amd64-efi.qcow2"), false)
@@ -84,18 +90,21 @@ func TestBootReferenceAmd64Qcow2EFISlow(t *testing.T) {
 // iso-bios boots through SeaBIOS and ISOLINUX; iso holds both El Torito
 // entries and boots through either firmware.
 func TestBootReferenceAmd64ISOBIOSSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := referenceImages(t, "amd64", amd64Formats...)
 	bootReference(t, filepath.Join(dir, "host-amd64-bios.iso"), false)
 }
 
 func TestBootReferenceAmd64ISOBothSeaBIOSSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := referenceImages(t, "amd64", amd64Formats...)
 	bootReference(t, filepath.Join(dir, "host-amd64.iso"), false, seaBIOS)
 }
 
 func TestBootReferenceAmd64ISOBothOVMFSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := referenceImages(t, "amd64", amd64Formats...)
 	bootReference(t, filepath.Join(dir, "host-amd64.iso"), false)
@@ -103,6 +112,7 @@ func TestBootReferenceAmd64ISOBothOVMFSlow(t *testing.T) {
 
 // The same iso as a USB stick: its hybrid MBR, under either firmware.
 func TestBootReferenceAmd64ISOAsUSBSeaBIOSSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := referenceImages(t, "amd64", amd64Formats...)
 	bootReference(t, filepath.Join(dir, "host-amd64.iso"), false, func(o *qemu.Options) {
@@ -112,6 +122,7 @@ func TestBootReferenceAmd64ISOAsUSBSeaBIOSSlow(t *testing.T) {
 }
 
 func TestBootReferenceAmd64ISOAsUSBOVMFSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := referenceImages(t, "amd64", amd64Formats...)
 	bootReference(t, filepath.Join(dir, "host-amd64.iso"), false, func(o *qemu.Options) { o.USB = true })
@@ -120,24 +131,28 @@ func TestBootReferenceAmd64ISOAsUSBOVMFSlow(t *testing.T) {
 // raw-bios and qcow2-bios boot through SeaBIOS and GRUB's core image;
 // raw boots through either firmware from the same disk.
 func TestBootReferenceAmd64RawBIOSSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := referenceImages(t, "amd64", amd64Formats...)
 	bootReference(t, filepath.Join(dir, "host-amd64-bios.raw"), false)
 }
 
 func TestBootReferenceAmd64Qcow2BIOSSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := referenceImages(t, "amd64", amd64Formats...)
 	bootReference(t, filepath.Join(dir, "host-amd64-bios.qcow2"), false)
 }
 
 func TestBootReferenceAmd64RawBothSeaBIOSSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := referenceImages(t, "amd64", amd64Formats...)
 	bootReference(t, filepath.Join(dir, "host-amd64.raw"), false, seaBIOS)
 }
 
 func TestBootReferenceAmd64RawBothOVMFSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := referenceImages(t, "amd64", amd64Formats...)
 	bootReference(t, filepath.Join(dir, "host-amd64.raw"), false)
@@ -152,12 +167,14 @@ func seaBIOS(o *qemu.Options) {
 // firmware; QEMU reads VHD and VMDK itself. The VHD boots as on Azure's
 // first generation (a BIOS), the VMDK as the OVA asks (EFI).
 func TestBootReferenceAmd64VHDSeaBIOSSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := referenceImages(t, "amd64", amd64Formats...)
 	bootReference(t, filepath.Join(dir, "host-amd64.vhd"), false, seaBIOS)
 }
 
 func TestBootReferenceAmd64VMDKSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := referenceImages(t, "amd64", amd64Formats...)
 	bootReference(t, filepath.Join(dir, "host-amd64.vmdk"), false)
@@ -167,12 +184,14 @@ func TestBootReferenceAmd64VMDKSlow(t *testing.T) {
 // the gce one (TestCloudFormatsPassExternalChecks compares them), booted
 // as EC2 and Compute Engine boot an image not marked for UEFI.
 func TestBootReferenceAmd64CloudDiskSeaBIOSSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := referenceImages(t, "amd64", amd64Formats...)
 	bootReference(t, filepath.Join(dir, "host-amd64-aws.raw"), false, seaBIOS)
 }
 
 func TestBootReferenceArm64RawEFISlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := referenceImages(t, "arm64", "raw-efi")
 	bootReference(t, filepath.Join(dir, "host-arm64-efi.raw"), false)
@@ -184,6 +203,7 @@ func TestBootReferenceArm64RawEFISlow(t *testing.T) {
 const uBootArm64 = "/usr/lib/u-boot/qemu_arm64/u-boot.bin"
 
 func TestBootReferenceArm64RawEFIUBootSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := referenceImages(t, "arm64", "raw-efi")
 	bootReference(t, filepath.Join(dir, "host-arm64-efi.raw"), false, func(o *qemu.Options) { o.Firmware = uBootArm64 })

@@ -27,6 +27,7 @@ import (
 
 	"github.com/keelos/keel/internal/build"
 	"github.com/keelos/keel/internal/qemu"
+	"github.com/keelos/keel/internal/testenv"
 )
 
 const helloImage = "keel.test/hello:1"
@@ -144,6 +145,8 @@ func freePort(t *testing.T) int {
 // imported with ctr, and that the disk's content survives a power-off
 // and the second boot leaves the file system alone.
 func TestBootContainerHostSlow(t *testing.T) {
+	testenv.NeedNetwork(t)
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := t.TempDir()
 	writeHelloImage(t, dir)

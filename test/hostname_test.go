@@ -10,6 +10,7 @@ import (
 
 	"github.com/keelos/keel/internal/build"
 	"github.com/keelos/keel/internal/qemu"
+	"github.com/keelos/keel/internal/testenv"
 )
 
 // hostnameSpec is a machine with a host name of its own (/etc/hostname),
@@ -41,6 +42,8 @@ contents = "keel-spec-host\n"
 // made by keel run qemu --metadata: user-data without a host name keeps
 // the spec's, and a seed directory whose meta-data names one sets it.
 func TestBootMetadataHostnameSlow(t *testing.T) {
+	testenv.NeedNetwork(t)
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	repo, err := filepath.Abs("..")
 	if err != nil {

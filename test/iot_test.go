@@ -14,6 +14,7 @@ import (
 
 	"github.com/keelos/keel/internal/build"
 	"github.com/keelos/keel/internal/qemu"
+	"github.com/keelos/keel/internal/testenv"
 )
 
 // TestBootIoTArm64Slow builds examples/iot-arm64.toml, with a test key in
@@ -22,6 +23,8 @@ import (
 // example is not INSECURE), dhcpcd configures user-net, and sshd lets the
 // key in through a published port.
 func TestBootIoTArm64Slow(t *testing.T) {
+	testenv.NeedNetwork(t)
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := t.TempDir()
 	repo, err := filepath.Abs("..")

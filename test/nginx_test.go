@@ -15,6 +15,7 @@ import (
 	"github.com/keelos/keel/internal/build"
 	"github.com/keelos/keel/internal/qemu"
 	"github.com/keelos/keel/internal/spec"
+	"github.com/keelos/keel/internal/testenv"
 )
 
 // exampleSpec writes examples/NAME.toml into dir with its relative
@@ -44,6 +45,8 @@ func exampleSpec(t *testing.T, dir, name string) string {
 // /etc/passwd written by hand), boots it, and fetches the page nginx
 // serves through --publish, from the host.
 func TestBootNginxSlow(t *testing.T) {
+	testenv.NeedNetwork(t)
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	pkg, err := spec.LoadPackage("../examples/pkg/nginx")
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keelos/keel/internal/testenv"
 )
 
 // The tests here drive bin/keel as a user would and check what a build
@@ -45,6 +47,7 @@ var outputSets struct {
 // referenceSets builds keel and the previous and next sets once per run.
 func referenceSets(t *testing.T) (keel string, previous, next map[string]string) {
 	t.Helper()
+	testenv.NeedNetwork(t)
 	s := &outputSets
 	s.once.Do(func() {
 		if s.dir, s.err = runTempDir("keel-outputset-"); s.err != nil {

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/keelos/keel/internal/testenv"
 )
 
 // keelBinary builds cmd/keel once for the tests that drive the CLI.
@@ -35,6 +37,7 @@ var x86Formats = []string{"iso-bios", "raw-bios", "qcow2-bios"}
 // (so every package is built afresh), a different time zone, umask and
 // working directory, and requires the outputs to be identical.
 func TestReproducibleEveryFormatSlow(t *testing.T) {
+	testenv.NeedNetwork(t)
 	t.Parallel()
 	keel := keelBinary(t)
 	spec, err := filepath.Abs("../build.toml")
@@ -129,6 +132,7 @@ func sortedNames(ms ...map[string]string) []string {
 // which builds a second time from an empty cache under another umask and
 // time zone and compares every output, on the minimal example.
 func TestVerifyReproducibleFlagSlow(t *testing.T) {
+	testenv.NeedNetwork(t)
 	t.Parallel()
 	keel := keelBinary(t)
 	spec, err := filepath.Abs("../examples/minimal.toml")

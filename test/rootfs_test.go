@@ -14,6 +14,7 @@ import (
 
 	"github.com/keelos/keel/internal/build"
 	"github.com/keelos/keel/internal/qemu"
+	"github.com/keelos/keel/internal/testenv"
 	"github.com/keelos/keel/internal/tooltest"
 )
 
@@ -39,6 +40,7 @@ func rootSpec(t *testing.T, root string) string {
 // disk into dir, with the given cache ("" = the default).
 func buildDiskRoot(t *testing.T, root, dir, cache string) *build.Result {
 	t.Helper()
+	testenv.NeedNetwork(t)
 	res, err := build.Run(context.Background(), build.Options{
 		Specs:    []string{"../build.toml", rootSpec(t, root)},
 		Dir:      dir,
@@ -58,6 +60,7 @@ var diskRoots = map[string]*builtImages{"squashfs": {}, "erofs": {}}
 // per run of the tests.
 func diskRootImages(t *testing.T, root string) string {
 	t.Helper()
+	testenv.NeedNetwork(t)
 	b := diskRoots[root]
 	b.once.Do(func() {
 		if b.dir, b.err = runTempDir("keel-e2e-" + root + "-"); b.err != nil {
@@ -117,12 +120,14 @@ func bootDiskRoot(t *testing.T, root, image string) {
 }
 
 func TestBootSquashfsRootAmd64RawEFISlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := diskRootImages(t, "squashfs")
 	bootDiskRoot(t, "squashfs", filepath.Join(dir, "host-amd64-efi.raw"))
 }
 
 func TestBootErofsRootAmd64Qcow2EFISlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := diskRootImages(t, "erofs")
 	bootDiskRoot(t, "erofs", filepath.Join(dir, "host-amd64-efi.qcow2"))
@@ -133,6 +138,7 @@ func TestBootErofsRootAmd64Qcow2EFISlow(t *testing.T) {
 // what block devices there are, instead of hanging or panicking, and the
 // machine still powers off cleanly.
 func TestBootMissingDiskRootSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	tooltest.Need(t, "sgdisk")
 	src := filepath.Join(diskRootImages(t, "squashfs"), "host-amd64-efi.raw")
@@ -185,6 +191,7 @@ func TestBootMissingDiskRootSlow(t *testing.T) {
 // is built afresh), and requires identical outputs: the squashfs and
 // erofs images, the initramfs and UKI that boot them, and the disks.
 func TestReproducibleDiskRootsSlow(t *testing.T) {
+	testenv.NeedNetwork(t)
 	t.Parallel()
 	var sums []map[string]string
 	for i := range 2 {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keelos/keel/internal/build"
+	"github.com/keelos/keel/internal/testenv"
 	"github.com/keelos/keel/internal/tooltest"
 )
 
@@ -44,6 +45,7 @@ func rpiSpec(t *testing.T, dir string) string {
 // of its rpi image.
 func rpiImage(t *testing.T) string {
 	t.Helper()
+	testenv.NeedNetwork(t)
 	b := &rpiBuilt
 	b.once.Do(func() {
 		b.dir, b.err = runTempDir("keel-e2e-rpi-")
@@ -92,6 +94,7 @@ var rpiBootFiles = []string{"config.txt", "cmdline.txt", "start4.elf", "fixup4.d
 // A second build, through the CLI in another time zone and umask, gives
 // the same bytes.
 func TestRPiImageSlow(t *testing.T) {
+	testenv.NeedNetwork(t)
 	img := rpiImage(t)
 	st, err := os.Stat(img)
 	if err != nil {
@@ -199,6 +202,7 @@ func TestRPiImageSlow(t *testing.T) {
 // board has no network, so dhcpcd's onboot run fails, which the test
 // accepts.
 func TestBootRPiRaspi3bSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	tooltest.Need(t, "qemu-system-aarch64")
 	img := rpiImage(t)
 	dir := t.TempDir()

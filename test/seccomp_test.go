@@ -10,6 +10,7 @@ import (
 
 	"github.com/keelos/keel/internal/build"
 	"github.com/keelos/keel/internal/qemu"
+	"github.com/keelos/keel/internal/testenv"
 )
 
 // syscallProbe reports, on one line, the seccomp mode and no_new_privs of
@@ -62,6 +63,8 @@ func main() {
 // profile refuses keyctl with EPERM, unconfined does not, and the custom
 // profile refuses only uname (with EACCES).
 func TestBootSeccompSlow(t *testing.T) {
+	testenv.NeedNetwork(t)
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := t.TempDir()
 	repo, err := filepath.Abs("..")

@@ -30,6 +30,7 @@ import (
 	"github.com/keelos/keel/internal/ovmfvars"
 	"github.com/keelos/keel/internal/pcr"
 	"github.com/keelos/keel/internal/sbkeys"
+	"github.com/keelos/keel/internal/testenv"
 	"github.com/keelos/keel/internal/tooltest"
 )
 
@@ -76,6 +77,7 @@ var sbUKI struct {
 // secureBootUKI builds the test spec's UKI once per run.
 func secureBootUKI(t *testing.T) []byte {
 	t.Helper()
+	testenv.NeedNetwork(t)
 	sbUKI.once.Do(func() {
 		dir, err := runTempDir("keel-e2e-sb-")
 		if err != nil {
@@ -187,6 +189,7 @@ func TestSignedUKIPassesSbverify(t *testing.T) {
 // Secure Boot enabled. The same UKI unsigned, signed by another key, or
 // with a byte changed after signing is refused by the firmware.
 func TestSecureBootEnforcedSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	tooltest.Need(t, "qemu-system-x86_64")
 	uki := secureBootUKI(t)
 	h, _ := testKeys(t, "keel secure boot")
@@ -233,6 +236,7 @@ func TestSecureBootEnforcedSlow(t *testing.T) {
 // TestPCR11MatchesPredictionSlow boots the UKI with a software TPM
 // (swtpm) and compares the PCR 11 the guest reads with keel's prediction.
 func TestPCR11MatchesPredictionSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	tooltest.Need(t, "qemu-system-x86_64", "swtpm")
 	uki := secureBootUKI(t)
 	want, _, err := pcr.KernelBootValue(uki, crypto.SHA256)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/keelos/keel/internal/build"
 	"github.com/keelos/keel/internal/qemu"
+	"github.com/keelos/keel/internal/testenv"
 )
 
 // fwdService runs busybox from the getty package in a container of its
@@ -35,6 +36,8 @@ sysctl = { "net.ipv4.ip_forward" = "1" }
 // that sets a sysctl of its own network namespace, and checks that the
 // service reads the value there while the host's stays the kernel's 0.
 func TestBootNamespacedSysctlSlow(t *testing.T) {
+	testenv.NeedNetwork(t)
+	testenv.NeedQEMU(t)
 	t.Parallel()
 	dir := t.TempDir()
 	repo, err := filepath.Abs("..")

@@ -2,17 +2,19 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keelos/keel/internal/build"
-	"github.com/keelos/keel/internal/pkgbuild"
+	"github.com/keelos/keel/internal/epoch"
 	"github.com/keelos/keel/internal/spec"
 )
 
-func newBuildCmd() *cobra.Command {
+func newBuildCmd(g *globalFlags) *cobra.Command {
 	var opts build.Options
 	var verify bool
 	var bf builderFlags
@@ -30,27 +32,31 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 			if len(opts.Specs) == 0 {
 				opts.Specs = []string{spec.DefaultSpecFile}
 			}
-			opts.Arch = global.Arch
-			opts.CacheDir = global.CacheDir
+			opts.Arch = g.Arch
+			opts.CacheDir = g.CacheDir
 			opts.Version = versionString()
+			opts.Epoch = sourceDateEpoch()
 			opts.Stdout = cmd.OutOrStdout()
-			opts.Log = logger()
+			opts.Log = g.logger(cmd.ErrOrStderr())
 			opts.Progress = cmd.ErrOrStderr()
+			var err error
+			if opts.Formats, err = resolveFormats("--format", opts.Formats); err != nil {
+				return err
+			}
 			if err := checkBuildFlags(opts); err != nil {
 				return err
 			}
 			// Packages with [build] steps that are not cached yet are
 			// solved on this builder.
-			bk, err := bf.config(cmd.ErrOrStderr())
-			if err != nil {
+			if opts.BuildKit, err = bf.config(cmd.ErrOrStderr()); err != nil {
 				return err
 			}
-			pkgbuild.DefaultBuildKit = bk
-			run := build.Run
+			var res *build.Result
 			if verify && !opts.DryRun {
-				run = build.Verify
+				res, err = build.Verify(cmd.Context(), opts, g.rebuildInChild(cmd.ErrOrStderr()))
+			} else {
+				res, err = build.Run(cmd.Context(), opts)
 			}
-			res, err := run(cmd.Context(), opts)
 			if err != nil {
 				return err
 			}
@@ -74,6 +80,12 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 	f.BoolVar(&opts.Pull, "pull", false, "re-resolve registry references instead of using the cache")
 	addBuilderFlags(f, &bf)
 	return cmd
+}
+
+// sourceDateEpoch is the time every output is stamped with:
+// SOURCE_DATE_EPOCH, else epoch.Default.
+func sourceDateEpoch() time.Time {
+	return epoch.FromSourceDateEpoch(os.Getenv("SOURCE_DATE_EPOCH"))
 }
 
 // checkBuildFlags rejects flag values the spec would reject, as bad usage.

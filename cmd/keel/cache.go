@@ -14,7 +14,7 @@ import (
 	"github.com/keelos/keel/internal/fstree"
 )
 
-func newCacheCmd() *cobra.Command {
+func newCacheCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cache",
 		Short: "Manage the image and download cache (--cache, KEEL_CACHE)",
@@ -30,7 +30,7 @@ func newCacheCmd() *cobra.Command {
 			Short: "List cached images and indexes: key, digest, size",
 			Args:  usageArgs(cobra.NoArgs),
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				c, err := openCache(cmd)
+				c, err := g.openCache(cmd)
 				if err != nil {
 					return err
 				}
@@ -51,7 +51,7 @@ func newCacheCmd() *cobra.Command {
 			Short: "Forget cached images (run clean to free their space)",
 			Args:  usageArgs(cobra.MinimumNArgs(1)),
 			RunE: func(cmd *cobra.Command, keys []string) error {
-				c, err := openCache(cmd)
+				c, err := g.openCache(cmd)
 				if err != nil {
 					return err
 				}
@@ -68,7 +68,7 @@ func newCacheCmd() *cobra.Command {
 			Short: "Delete every blob and download no cached image refers to, and abandoned temporary files",
 			Args:  usageArgs(cobra.NoArgs),
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				c, err := openCache(cmd)
+				c, err := g.openCache(cmd)
 				if err != nil {
 					return err
 				}
@@ -89,14 +89,14 @@ func newCacheCmd() *cobra.Command {
 				return nil
 			},
 		},
-		newCacheVerifyCmd(),
-		newCacheExportCmd(),
+		newCacheVerifyCmd(g),
+		newCacheExportCmd(g),
 		&cobra.Command{
 			Use:   "import FILE",
 			Short: "Import an OCI image layout tar (as export writes; - for stdin)",
 			Args:  usageArgs(cobra.ExactArgs(1)),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := openCache(cmd)
+				c, err := g.openCache(cmd)
 				if err != nil {
 					return err
 				}
@@ -117,15 +117,15 @@ func newCacheCmd() *cobra.Command {
 }
 
 // openCache opens the cache of --cache, with its warnings on stderr.
-func openCache(cmd *cobra.Command) (*cache.Cache, error) {
-	return cache.Open(global.CacheDir, cache.WithWarnings(warnTo(cmd.ErrOrStderr())))
+func (g *globalFlags) openCache(cmd *cobra.Command) (*cache.Cache, error) {
+	return cache.Open(g.CacheDir, cache.WithWarnings(warnTo(cmd.ErrOrStderr())))
 }
 
 func warnTo(w io.Writer) func(string) {
 	return func(msg string) { fmt.Fprintln(w, "warning: "+msg) }
 }
 
-func newCacheVerifyCmd() *cobra.Command {
+func newCacheVerifyCmd(g *globalFlags) *cobra.Command {
 	var repair bool
 	cmd := &cobra.Command{
 		Use:   "verify",
@@ -138,7 +138,7 @@ the images that need them, and exits 0: the next build fetches or rebuilds
 what it needs.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := openCache(cmd)
+			c, err := g.openCache(cmd)
 			if err != nil {
 				return err
 			}
@@ -188,7 +188,7 @@ what it needs.`,
 	return cmd
 }
 
-func newCacheExportCmd() *cobra.Command {
+func newCacheExportCmd(g *globalFlags) *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
 		Use:   "export [KEY...] -o FILE",
@@ -197,7 +197,7 @@ func newCacheExportCmd() *cobra.Command {
 			if out == "" {
 				return usageError(errors.New("keel cache export: -o FILE is required (- for stdout)"))
 			}
-			c, err := openCache(cmd)
+			c, err := g.openCache(cmd)
 			if err != nil {
 				return err
 			}

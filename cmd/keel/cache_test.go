@@ -20,6 +20,7 @@ import (
 	"github.com/keelos/keel/internal/cachefile"
 	"github.com/keelos/keel/internal/cachefile/cachefiletest"
 	"github.com/keelos/keel/internal/fstree"
+	"github.com/keelos/keel/internal/testenv"
 )
 
 // countingReader counts the bytes read through it; as an io.ByteReader it
@@ -129,6 +130,7 @@ func sameOutputs(t *testing.T, what string, got, want map[string][]byte) {
 // caught before use, rebuilt from the .deb, and the build writes the clean
 // build's bytes. A corrupt content-store file is repaired the same way.
 func TestCorruptCacheIsRepairedByTheNextBuildRealMirror(t *testing.T) {
+	testenv.NeedNetwork(t)
 	cacheDir := t.TempDir()
 	spec, err := filepath.Abs("../../examples/minimal.toml")
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keelos/keel/internal/epoch"
 	"github.com/keelos/keel/internal/imageread/imagetest"
 	"github.com/keelos/keel/internal/sbom"
 )
@@ -30,7 +31,7 @@ func inspectOutputs(t *testing.T, files map[string]string) map[string]string {
 			Images:  []sbom.Image{{Role: "service", Name: "sshd", Ref: "keel/sshd:x", Digest: "sha256:" + strings.Repeat("c", 64)}},
 			Debian:  []sbom.DebianPackage{{Name: "openssh-server", Version: "1:9.2p1-2", Arch: "amd64", Source: "openssh", Image: "sshd"}},
 			Go:      []sbom.GoModule{{Path: "stdlib", Version: "go1.26.0", Binary: "/init"}},
-			Created: imagetest.Epoch,
+			Created: epoch.Default(),
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -13,8 +13,9 @@ import (
 	"github.com/keelos/keel/internal/spec"
 )
 
-func newLockCmd() *cobra.Command {
+func newLockCmd(g *globalFlags) *cobra.Command {
 	var pull bool
+	var bf builderFlags
 	cmd := &cobra.Command{
 		Use:   "lock [SPEC...]",
 		Short: "Write build.lock with the digest of every image and .deb the spec uses",
@@ -31,14 +32,14 @@ fails if anything would differ.`,
 			if err != nil {
 				return err
 			}
-			archs := global.Arch
+			archs := g.Arch
 			if len(archs) == 0 {
 				archs = s.Arch
 			}
 			if len(archs) == 0 {
 				archs = []string{runtime.GOARCH}
 			}
-			b, err := newPackageBuilder(cmd.ErrOrStderr())
+			b, err := g.packageBuilder(cmd.ErrOrStderr(), &bf)
 			if err != nil {
 				return err
 			}
@@ -56,5 +57,6 @@ fails if anything would differ.`,
 		},
 	}
 	cmd.Flags().BoolVar(&pull, "pull", false, "re-resolve registry tags instead of using the cache")
+	addBuilderFlags(cmd.Flags(), &bf)
 	return cmd
 }

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keelos/keel/internal/cache"
 	"github.com/keelos/keel/internal/spec"
 )
 
@@ -74,27 +74,24 @@ func interruptible() (context.Context, func()) {
 	}
 }
 
-// global holds the persistent flags shared by every command.
-var global struct {
+// globalFlags are the persistent flags every command shares.
+type globalFlags struct {
 	CacheDir string
 	Arch     []string
 	Verbose  int
 }
 
-// logOutput is where logger writes; run points it at its stderr.
-var logOutput io.Writer = os.Stderr
-
-// logger logs to stderr at the level -v asks for: warnings by default,
-// info at -v, debug at -vv.
-func logger() *slog.Logger {
+// logger logs to w (the command's stderr) at the level -v asks for:
+// warnings by default, info at -v, debug at -vv.
+func (g *globalFlags) logger(w io.Writer) *slog.Logger {
 	level := slog.LevelWarn
 	switch {
-	case global.Verbose >= 2:
+	case g.Verbose >= 2:
 		level = slog.LevelDebug
-	case global.Verbose == 1:
+	case g.Verbose == 1:
 		level = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(logOutput, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
 // usageErr marks an error as bad usage (exit code 2).
@@ -135,7 +132,6 @@ func main() {
 
 // run executes one keel command line and returns its exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	logOutput = stderr
 	root := newRootCmd()
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -167,18 +163,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitCode(err)
 }
 
-func defaultCacheDir() string {
-	if d := os.Getenv("KEEL_CACHE"); d != "" {
-		return d
-	}
-	if d, err := os.UserCacheDir(); err == nil {
-		return filepath.Join(d, "keel")
-	}
-	return filepath.Join(os.TempDir(), "keel-cache")
-}
-
 func newRootCmd() *cobra.Command {
-	global.CacheDir, global.Arch, global.Verbose = "", nil, 0
+	g := &globalFlags{}
 	root := &cobra.Command{
 		Use:   "keel",
 		Short: "Build minimal, immutable container-host OS images from a TOML spec",
@@ -198,7 +184,7 @@ as initramfs, UKI, ISO, raw, qcow2 and cloud images, without Docker or root.`,
 			return usageError(errors.New("no command given"))
 		},
 		PersistentPreRunE: func(*cobra.Command, []string) error {
-			for _, a := range global.Arch {
+			for _, a := range g.Arch {
 				if _, ok := archIndex(a); !ok {
 					return usageError(fmt.Errorf("--arch %q: want one of %v", a, spec.Archs))
 				}
@@ -208,19 +194,21 @@ as initramfs, UKI, ISO, raw, qcow2 and cloud images, without Docker or root.`,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	pf := root.PersistentFlags()
-	pf.StringVar(&global.CacheDir, "cache", defaultCacheDir(), "cache directory (KEEL_CACHE)")
-	pf.StringSliceVar(&global.Arch, "arch", nil, "target architectures, comma separated: amd64,arm64 (default: the spec's, else the host's)")
-	pf.CountVarP(&global.Verbose, "verbose", "v", "log more: -v info, -vv debug")
+	pf.StringVar(&g.CacheDir, "cache", cache.DefaultDir(), "cache directory (KEEL_CACHE)")
+	pf.StringSliceVar(&g.Arch, "arch", nil, "target architectures, comma separated: amd64,arm64 (default: the spec's, else the host's)")
+	pf.CountVarP(&g.Verbose, "verbose", "v", "log more: -v info, -vv debug")
 
 	root.AddCommand(
-		newBuildCmd(),
-		newRunCmd(),
-		newPkgCmd(),
-		newCacheCmd(),
-		newLockCmd(),
+		newBuildCmd(g),
+		newRunCmd(g),
+		newPkgCmd(g),
+		newCacheCmd(g),
+		newLockCmd(g),
 		newInspectCmd(),
+		newConvertCmd(),
 		newVersionCmd(),
 		newCompletionCmd(),
+		newRebuildCmd(),
 	)
 	return root
 }

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/keelos/keel/internal/spec"
 )
@@ -222,9 +224,8 @@ func TestExitCodes(t *testing.T) {
 func TestVerbosityLevels(t *testing.T) {
 	for v, want := range map[int]string{0: "WARN", 1: "INFO", 2: "DEBUG"} {
 		var buf bytes.Buffer
-		logOutput = &buf
-		global.Verbose = v
-		l := logger()
+		g := globalFlags{Verbose: v}
+		l := g.logger(&buf)
 		l.Debug("d")
 		l.Info("i")
 		l.Warn("w")
@@ -233,8 +234,6 @@ func TestVerbosityLevels(t *testing.T) {
 			t.Errorf("-v×%d: first line %q, want level %s", v, first, want)
 		}
 	}
-	global.Verbose = 0
-	logOutput = os.Stderr
 }
 
 // A command whose context a signal cancelled exits with 128 plus the
@@ -255,5 +254,31 @@ func TestInterruptedExitCodes(t *testing.T) {
 		if got := errOut.String(); !strings.HasSuffix(got, "keel: interrupted by "+signalName(sig)+"\n") {
 			t.Errorf("%v: stderr %q", sig, got)
 		}
+	}
+}
+
+// The zone file of --verify-reproducible's second build is read as the
+// same zone by Go and by the C library (date(1)).
+func TestRebuildZoneFile(t *testing.T) {
+	data := tzif(rebuildZone, rebuildOffset)
+	loc, err := time.LoadLocationFromTZData("x", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name, off := time.Date(2024, 7, 1, 0, 0, 0, 0, time.UTC).In(loc).Zone(); name != rebuildZone || off != rebuildOffset {
+		t.Errorf("Go reads zone %s%+d", name, off)
+	}
+	zone := filepath.Join(t.TempDir(), "zone")
+	if err := os.WriteFile(zone, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("date", "-d", "@0", "+%H:%M %z %Z")
+	cmd.Env = append(os.Environ(), "TZ="+zone)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(out)); got != "13:45 +1345 +1345" {
+		t.Errorf("date(1) in the zone: %q", got)
 	}
 }

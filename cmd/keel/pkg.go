@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,29 +14,25 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/spf13/cobra"
 
-	"github.com/keelos/keel/internal/build"
 	"github.com/keelos/keel/internal/cache"
 	"github.com/keelos/keel/internal/debian"
 	"github.com/keelos/keel/internal/pkgbuild"
 )
 
-func newPkgCmd() *cobra.Command {
+func newPkgCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "pkg",
 		Short: "Build or push packages (directories with a package.toml)",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_ = cmd.Help()
-			return usageError(errors.New("keel pkg: want a subcommand: build or push"))
+			return usageError(errors.New("keel pkg: want a subcommand: build, push or show-tag"))
 		},
 	}
-	cmd.AddCommand(newPkgBuildCmd(), newPkgPushCmd())
+	cmd.AddCommand(newPkgBuildCmd(g), newPkgPushCmd(g), newPkgShowTagCmd(g))
 	return cmd
 }
 
@@ -50,7 +44,7 @@ func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 	}
 }
 
-func newPkgBuildCmd() *cobra.Command {
+func newPkgBuildCmd(g *globalFlags) *cobra.Command {
 	var bf builderFlags
 	cmd := &cobra.Command{
 		Use:   "build DIR...",
@@ -70,15 +64,12 @@ it under the hash of its inputs: then no builder is contacted.`,
       --builder-tlscert cert.pem --builder-tlskey key.pem examples/pkg/hello-c`,
 		Args: usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, dirs []string) error {
-			archs := global.Arch
+			archs := g.Arch
 			if len(archs) == 0 {
 				archs = []string{runtime.GOARCH}
 			}
-			b, err := newPackageBuilder(cmd.ErrOrStderr())
+			b, err := g.packageBuilder(cmd.ErrOrStderr(), &bf)
 			if err != nil {
-				return err
-			}
-			if b.BuildKit, err = bf.config(cmd.ErrOrStderr()); err != nil {
 				return err
 			}
 			for _, dir := range dirs {
@@ -115,20 +106,25 @@ func buildIndex(ctx context.Context, b *pkgbuild.Builder, dir string, archs []st
 	return nil
 }
 
-// newPackageBuilder opens the cache and the host's Debian mirror (when it
-// has one: packages without [debian] need none).
-func newPackageBuilder(progress io.Writer) (*pkgbuild.Builder, error) {
-	c, err := cache.Open(global.CacheDir, cache.WithWarnings(warnTo(progress)))
+// packageBuilder opens the cache and the host's Debian mirror (when it
+// has one: packages without [debian] need none), with the BuildKit
+// builder bf names for packages with [build] steps.
+func (g *globalFlags) packageBuilder(progress io.Writer, bf *builderFlags) (*pkgbuild.Builder, error) {
+	bk, err := bf.config(progress)
 	if err != nil {
 		return nil, err
 	}
-	b := &pkgbuild.Builder{Cache: c, Epoch: build.SourceDateEpoch()}
+	c, err := cache.Open(g.CacheDir, cache.WithWarnings(warnTo(progress)))
+	if err != nil {
+		return nil, err
+	}
+	b := &pkgbuild.Builder{Cache: c, Epoch: sourceDateEpoch(), BuildKit: bk}
 	if mirror, err := debian.MirrorFromHost(); err == nil {
 		b.Debian = debian.NewClient(mirror, c)
 	} else {
-		logger().Debug("no Debian mirror", "err", err)
+		g.logger(progress).Debug("no Debian mirror", "err", err)
 	}
-	if global.Verbose > 0 {
+	if g.Verbose > 0 {
 		b.Progress = func(msg string) { fmt.Fprintln(progress, msg) }
 	}
 	return b, nil
@@ -186,36 +182,31 @@ func humanSize(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-func newPkgPushCmd() *cobra.Command {
+func newPkgPushCmd(g *globalFlags) *cobra.Command {
 	var bf builderFlags
 	cmd := &cobra.Command{
-		Use:   "push DIR... REGISTRY/REPO",
+		Use:   "push DIR... REGISTRY/REPO | DIR REGISTRY/REPO:TAG",
 		Short: "Build packages for each --arch (default: all) and push each as a multi-platform index",
 		Long: `Push builds each package for every architecture and pushes one image index
-per package to REGISTRY/REPO/NAME:TAG, where TAG is the hash of the
-package's inputs (or the tag given in the destination, REGISTRY/REPO:TAG).
-Credentials come from the docker config and its credential helpers.`,
-		Example: `  keel pkg push ./pkg/sshd ./pkg/getty registry.example.com/keel`,
-		Args:    usageArgs(cobra.MinimumNArgs(2)),
+per package. To REGISTRY/REPO, each package goes to REGISTRY/REPO/NAME:TAG,
+where TAG is the hash of the package's inputs (what keel pkg show-tag
+prints); a full reference REGISTRY/REPO:TAG is used as given, for one
+package. Credentials come from the docker config and its credential helpers.`,
+		Example: `  keel pkg push ./pkg/sshd ./pkg/getty registry.example.com/keel
+  keel pkg push ./pkg/sshd registry.example.com/keel/sshd:1.0`,
+		Args: usageArgs(cobra.MinimumNArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dirs, dest := args[:len(args)-1], args[len(args)-1]
-			repo, tag, err := splitDest(dest)
+			to, err := parseDest(dest, len(dirs))
 			if err != nil {
 				return usageError(err)
 			}
-			archs := global.Arch
-			if len(archs) == 0 {
-				archs = []string{"amd64", "arm64"}
-			}
-			b, err := newPackageBuilder(cmd.ErrOrStderr())
+			b, err := g.packageBuilder(cmd.ErrOrStderr(), &bf)
 			if err != nil {
 				return err
 			}
-			if b.BuildKit, err = bf.config(cmd.ErrOrStderr()); err != nil {
-				return err
-			}
 			for _, dir := range dirs {
-				ref, err := pushOne(cmd.Context(), b, dir, archs, repo, tag)
+				ref, err := pushOne(cmd.Context(), b, dir, pkgArchs(g), to)
 				if err != nil {
 					return err
 				}
@@ -228,42 +219,80 @@ Credentials come from the docker config and its credential helpers.`,
 	return cmd
 }
 
-// splitDest splits REGISTRY/REPO[:TAG].
-func splitDest(dest string) (repo, tag string, err error) {
+func newPkgShowTagCmd(g *globalFlags) *cobra.Command {
+	var bf builderFlags
+	cmd := &cobra.Command{
+		Use:   "show-tag DIR...",
+		Short: "Print NAME:TAG, the tag keel pkg push gives each package, without building",
+		Long: `Show-tag prints, for each package directory, NAME:TAG where TAG is the hash
+of the package's inputs for each --arch (default: all): the tag keel pkg
+push gives it when pushed to a REGISTRY/REPO. Nothing is built or pushed.`,
+		Example: `  keel pkg show-tag ./pkg/sshd`,
+		Args:    usageArgs(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := g.packageBuilder(cmd.ErrOrStderr(), &bf)
+			if err != nil {
+				return err
+			}
+			for _, dir := range args {
+				key, err := b.IndexKey(cmd.Context(), dir, pkgArchs(g))
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), key)
+			}
+			return nil
+		},
+	}
+	addBuilderFlags(cmd.Flags(), &bf)
+	return cmd
+}
+
+// pkgArchs is --arch, or every architecture keel builds for.
+func pkgArchs(g *globalFlags) []string {
+	if len(g.Arch) == 0 {
+		return []string{"amd64", "arm64"}
+	}
+	return g.Arch
+}
+
+// destination is where pkg push puts packages: a repository under which
+// each goes as NAME:HASH, or one full reference.
+type destination struct {
+	repo name.Repository
+	tag  *name.Tag
+}
+
+// parseDest parses REGISTRY/REPO or, for a single package, REGISTRY/REPO:TAG.
+func parseDest(dest string, packages int) (destination, error) {
 	if t, err := name.NewTag(dest, name.StrictValidation); err == nil {
-		return t.Context().Name(), t.TagStr(), nil
+		if packages != 1 {
+			return destination{}, fmt.Errorf("destination %q names one image, but %d packages are pushed: give a REGISTRY/REPO without a tag (each package goes to REPO/NAME:HASH), or push them one by one", dest, packages)
+		}
+		return destination{tag: &t}, nil
 	}
-	r, err := name.NewRepository(dest)
+	r, err := name.NewRepository(dest, name.StrictValidation)
 	if err != nil {
-		return "", "", fmt.Errorf("destination %q: want REGISTRY/REPO: %w", dest, err)
+		return destination{}, fmt.Errorf("destination %q: want REGISTRY/REPO or REGISTRY/REPO:TAG: %w", dest, err)
 	}
-	return r.Name(), "", nil
+	return destination{repo: r}, nil
 }
 
 // pushOne builds dir for archs and pushes the index; it returns the pushed
 // reference with its digest.
-func pushOne(ctx context.Context, b *pkgbuild.Builder, dir string, archs []string, repo, tag string) (string, error) {
-	var idx v1.ImageIndex = mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
-	h := sha256.New()
-	pkgName := ""
-	for _, arch := range slices.Sorted(slices.Values(archs)) {
-		res, err := b.BuildResult(ctx, dir, arch)
-		if err != nil {
-			return "", err
-		}
-		pkgName = res.Key[:strings.IndexByte(res.Key, ':')]
-		fmt.Fprintf(h, "%s=%s\n", arch, res.Key)
-		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
-			Add:        res.Image,
-			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}},
-		})
-	}
-	if tag == "" {
-		tag = hex.EncodeToString(h.Sum(nil))
-	}
-	ref, err := name.NewTag(repo + "/" + pkgName + ":" + tag)
+func pushOne(ctx context.Context, b *pkgbuild.Builder, dir string, archs []string, to destination) (string, error) {
+	idx, key, err := b.BuildIndex(ctx, dir, archs)
 	if err != nil {
-		return "", fmt.Errorf("push %s: %w", dir, err)
+		return "", err
+	}
+	ref := to.tag
+	if ref == nil {
+		pkgName, tag, _ := strings.Cut(key, ":")
+		t, err := name.NewTag(to.repo.Name()+"/"+pkgName+":"+tag, name.StrictValidation)
+		if err != nil {
+			return "", fmt.Errorf("package %s: %w", dir, err)
+		}
+		ref = &t
 	}
 	if err := remote.WriteIndex(ref, idx, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)); err != nil {
 		return "", fmt.Errorf("push %s: %w", ref, err)

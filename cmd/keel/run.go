@@ -11,7 +11,7 @@ import (
 	"github.com/keelos/keel/internal/spec"
 )
 
-func newRunCmd() *cobra.Command {
+func newRunCmd(g *globalFlags) *cobra.Command {
 	run := &cobra.Command{
 		Use:   "run qemu IMAGE",
 		Short: "Boot a built image",
@@ -23,11 +23,11 @@ func newRunCmd() *cobra.Command {
 		},
 		RunE: func(*cobra.Command, []string) error { return nil },
 	}
-	run.AddCommand(newRunQemuCmd())
+	run.AddCommand(newRunQemuCmd(g))
 	return run
 }
 
-func newRunQemuCmd() *cobra.Command {
+func newRunQemuCmd(g *globalFlags) *cobra.Command {
 	var (
 		opts    qemu.Options
 		disks   []string
@@ -56,10 +56,10 @@ format=qcow2 or a .qcow2 name).`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Image = args[0]
-			switch len(global.Arch) {
+			switch len(g.Arch) {
 			case 0:
 			case 1:
-				opts.Arch = global.Arch[0]
+				opts.Arch = g.Arch[0]
 			default:
 				return usageError(errors.New("run qemu: --arch: give one architecture"))
 			}
@@ -79,7 +79,7 @@ format=qcow2 or a .qcow2 name).`,
 			opts.Cmdline = strings.Join(appends, " ")
 			opts.Console = cmd.OutOrStdout()
 			opts.Stdin = cmd.InOrStdin()
-			if global.Verbose > 0 {
+			if g.Verbose > 0 {
 				stderr := cmd.ErrOrStderr()
 				opts.Verbose = func(argv []string) { fmt.Fprintln(stderr, shellQuote(argv)) }
 			}

@@ -29,10 +29,6 @@ import (
 // ErrNotImplemented marks a feature whose issue has not landed.
 var ErrNotImplemented = errors.New("not implemented yet")
 
-// ConfigLabel is the image label holding a package's default runtime
-// config (JSON of spec.Config).
-const ConfigLabel = "org.keel.config"
-
 // defaultModules are loaded whenever the kernel has them: what any boot
 // under a hypervisor needs, the overlay used by writable containers, and
 // the power button init watches for a clean power-off through evdev:

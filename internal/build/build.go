@@ -12,9 +12,12 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/keelos/keel/internal/buildkit"
 	"github.com/keelos/keel/internal/cache"
 	"github.com/keelos/keel/internal/debian"
+	"github.com/keelos/keel/internal/epoch"
 	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/outdir"
 	"github.com/keelos/keel/internal/pkgbuild"
@@ -33,11 +36,19 @@ type Options struct {
 	DryRun   bool     // print the merged spec and each container's effective configuration to Stdout, and stop
 	Locked   bool     // fail if anything would differ from build.lock
 	Pull     bool     // re-resolve registry references
-	CacheDir string   // "" = default (KEEL_CACHE or ~/.cache/keel)
+	CacheDir string   // "" = cache.DefaultDir()
 	Version  string   // keel's version, recorded in /etc/keel/provenance.json
-	Stdout   io.Writer
-	Log      *slog.Logger
-	Progress io.Writer // where progress goes (a terminal gets bars)
+	// Epoch stamps every file, image and volume the build writes
+	// (SOURCE_DATE_EPOCH); the zero value means epoch.Default.
+	Epoch time.Time
+	// BuildKit is the builder that solves the [build] steps of packages
+	// the cache does not hold; nil means the environment's
+	// (KEEL_BUILDKIT_HOST, …). Its Progress receives BuildKit's display.
+	BuildKit *buildkit.Config
+
+	Stdout   io.Writer    `json:"-"`
+	Log      *slog.Logger `json:"-"`
+	Progress io.Writer    `json:"-"` // where progress goes (a terminal gets bars)
 }
 
 // Result lists what a build wrote.
@@ -129,14 +140,17 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	epoch := SourceDateEpoch()
+	stamp := epoch.Default()
+	if !opts.Epoch.IsZero() {
+		stamp = opts.Epoch.UTC()
+	}
 	var deb *debian.Client
 	if mirror, err := debian.MirrorFromHost(); err == nil {
 		deb = debian.NewClient(mirror, c)
 	} else {
 		opts.Log.Debug("no Debian mirror", "err", err)
 	}
-	pb := &pkgbuild.Builder{Cache: c, Debian: deb, Epoch: epoch, Progress: opts.progress}
+	pb := &pkgbuild.Builder{Cache: c, Debian: deb, Epoch: stamp, Progress: opts.progress, BuildKit: opts.BuildKit}
 	res := &source.Resolver{Cache: c, Packages: pb, Pull: opts.Pull}
 	if opts.DryRun {
 		return &Result{}, dryRun(ctx, opts, s, res)
@@ -159,7 +173,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("output directory %s: %w", opts.Dir, err)
 	}
 	defer out.Close()
-	b := &builder{spec: s, opts: opts, store: store, resolver: res, packages: pb, epoch: epoch, trees: map[string]*fstree.Tree{}, stage: out.Staging()}
+	b := &builder{spec: s, opts: opts, store: store, resolver: res, packages: pb, epoch: stamp, trees: map[string]*fstree.Tree{}, stage: out.Staging()}
 	result := &Result{Roots: map[string][]fstree.Entry{}}
 	// failed says what became of the set when the build did not finish.
 	failed := func(err error) error {

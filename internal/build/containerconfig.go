@@ -9,6 +9,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/keelos/keel/internal/imagelabel"
 	"github.com/keelos/keel/internal/runtimeconfig"
 	"github.com/keelos/keel/internal/source"
 	"github.com/keelos/keel/internal/spec"
@@ -50,9 +51,9 @@ func effectiveConfig(kind string, c spec.Container, origin source.Origin, cf *v1
 		return nil, err
 	}
 	var label spec.Config
-	if data := cf.Config.Labels[ConfigLabel]; data != "" {
+	if data := cf.Config.Labels[imagelabel.Config]; data != "" {
 		var err error
-		if label, err = spec.ParseLabel(what+" label "+ConfigLabel, []byte(data)); err != nil {
+		if label, err = spec.ParseLabel(what+" label "+imagelabel.Config, []byte(data)); err != nil {
 			return nil, err
 		}
 	}
@@ -146,5 +147,5 @@ func refusedError(kind string, c spec.Container, what string, refused []spec.Set
 	}
 	return fmt.Errorf("%s is not the spec's own source, and its label %s sets %s, which would widen the container's privileges: "+
 		"to grant %s, add allow-image-privileges = [%s] to the [[%s]] entry named %q in %s (or set %s in that entry yourself)",
-		what, ConfigLabel, strings.Join(sets, ", "), them, strings.Join(keys, ", "), kind, c.Name, file, them)
+		what, imagelabel.Config, strings.Join(sets, ", "), them, strings.Join(keys, ", "), kind, c.Name, file, them)
 }

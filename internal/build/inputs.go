@@ -7,27 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
-	"time"
 
 	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/spec"
 	"github.com/keelos/keel/tools"
 )
-
-// DefaultEpoch is the timestamp of every file keel writes when
-// SOURCE_DATE_EPOCH is not set.
-var DefaultEpoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-
-// SourceDateEpoch returns SOURCE_DATE_EPOCH, or DefaultEpoch.
-func SourceDateEpoch() time.Time {
-	if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-			return time.Unix(n, 0).UTC()
-		}
-	}
-	return DefaultEpoch
-}
 
 // efiStub returns systemd-boot's EFI stub for arch, from keel's efi-stub
 // tool package (built from Debian's systemd-boot-efi like any package).

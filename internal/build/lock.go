@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/keelos/keel/internal/imagelabel"
 	"github.com/keelos/keel/internal/lock"
-	"github.com/keelos/keel/internal/pkgbuild"
 	"github.com/keelos/keel/internal/source"
 	"github.com/keelos/keel/internal/spec"
 )
@@ -44,10 +44,10 @@ func ResolveLock(ctx context.Context, r *source.Resolver, s *spec.Spec, archs []
 			if err != nil {
 				return f, err
 			}
-			if label := cf.Config.Labels[pkgbuild.LabelDebian]; label != "" {
-				var debs []pkgbuild.DebInfo
+			if label := cf.Config.Labels[imagelabel.Debian]; label != "" {
+				var debs []imagelabel.Deb
 				if err := json.Unmarshal([]byte(label), &debs); err != nil {
-					return f, fmt.Errorf("image %s (%s): label %s: %w", ref.Ref, arch, pkgbuild.LabelDebian, err)
+					return f, fmt.Errorf("image %s (%s): label %s: %w", ref.Ref, arch, imagelabel.Debian, err)
 				}
 				for _, d := range debs {
 					f.Debs = append(f.Debs, lock.Deb{Name: d.Name, Version: d.Version, Arch: d.Arch, SHA256: d.SHA256})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/hostfile"
+	"github.com/keelos/keel/internal/imagelabel"
 	"github.com/keelos/keel/internal/lock"
 	"github.com/keelos/keel/internal/sbom"
 	"github.com/keelos/keel/internal/spec"
@@ -37,7 +38,7 @@ func (m *bom) recordImage(role, name string, ref spec.ImageRef, img v1.Image) er
 	if err != nil {
 		return err
 	}
-	if label := cf.Config.Labels[sbom.LabelDebian]; label != "" {
+	if label := cf.Config.Labels[imagelabel.Debian]; label != "" {
 		debs, err := sbom.DebianFromLabel(label, name)
 		if err != nil {
 			return fmt.Errorf("image %s: %w", ref.Ref, err)

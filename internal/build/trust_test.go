@@ -26,6 +26,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/keelos/keel/internal/epoch"
+	"github.com/keelos/keel/internal/imagelabel"
 	"github.com/keelos/keel/internal/imageread/imagetest"
 	"github.com/keelos/keel/internal/runtimeconfig"
 	"github.com/keelos/keel/internal/spec"
@@ -51,7 +53,7 @@ func layerOf(t *testing.T, files map[string]string) v1.Layer {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := tree.WriteTar(&buf, imagetest.Epoch); err != nil {
+	if err := tree.WriteTar(&buf, epoch.Default()); err != nil {
 		t.Fatal(err)
 	}
 	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
@@ -85,7 +87,7 @@ func appImage(t *testing.T, label, user string) v1.Image {
 	t.Helper()
 	c := v1.Config{Cmd: []string{"/bin/app"}, User: user, Env: []string{"APP=1"}}
 	if label != "" {
-		c.Labels = map[string]string{ConfigLabel: label}
+		c.Labels = map[string]string{imagelabel.Config: label}
 	}
 	return imageOf(t, map[string]string{"bin/app": "#!/bin/sh\necho app\n"}, c)
 }

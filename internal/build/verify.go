@@ -10,9 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/keelos/keel/internal/fstree"
 )
@@ -43,15 +40,20 @@ func (e *NotReproducibleError) Error() string {
 	return msg
 }
 
+// Rebuild runs the second build of Verify with opts and reports what it
+// wrote. It must run it where the umask and the local time zone differ
+// from the first build's, as on a second machine: in another process
+// (keel runs itself as a child with umask 077 and a zone of UTC+13:45),
+// since both are process-wide and the build must not change them for
+// whatever else the process does.
+type Rebuild func(ctx context.Context, opts Options) (*Result, error)
+
 // Verify builds twice and fails with a *NotReproducibleError unless every
 // output is bit-identical. The first build is an ordinary Run into
-// opts.Dir. The second starts from an empty cache in a scratch directory
-// (so every download is fetched and every package built again), under a
-// umask of 077 and a local time zone far from UTC, the differences a
-// second machine would bring. Verify changes process-wide state (umask,
-// time.Local) while the second build runs: it is meant for the CLI, not
-// for use alongside other work in the same process.
-func Verify(ctx context.Context, opts Options) (*Result, error) {
+// opts.Dir. The second, run by rebuild, starts from an empty cache in a
+// scratch directory (so every download is fetched and every package built
+// again).
+func Verify(ctx context.Context, opts Options, rebuild Rebuild) (*Result, error) {
 	first, err := Run(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -67,14 +69,7 @@ func Verify(ctx context.Context, opts Options) (*Result, error) {
 	second.CacheDir = filepath.Join(scratch, "cache")
 	second.Locked = false // the first build checked build.lock already
 	second.progress("verify: second build from an empty cache in " + scratch)
-	other, err := func() (*Result, error) {
-		oldMask := unix.Umask(0o077)
-		defer unix.Umask(oldMask)
-		oldLocal := time.Local
-		time.Local = time.FixedZone("verify+13:45", (13*60+45)*60)
-		defer func() { time.Local = oldLocal }()
-		return Run(ctx, second)
-	}()
+	other, err := rebuild(ctx, second)
 	if err != nil {
 		return nil, fmt.Errorf("verify: second build: %w", err)
 	}

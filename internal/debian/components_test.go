@@ -4,12 +4,15 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/keelos/keel/internal/testenv"
 )
 
 // TestResolveComponentsRealMirror resolves a package that lives outside
 // main (raspi-firmware, in non-free-firmware) by naming the components,
 // while the client's default (main) does not find it.
 func TestResolveComponentsRealMirror(t *testing.T) {
+	testenv.NeedNetwork(t)
 	ctx := context.Background()
 	c := NewClient(testMirror(t), sharedStore(t))
 

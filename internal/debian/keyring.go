@@ -5,7 +5,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
@@ -20,21 +19,15 @@ import (
 //go:embed keyring/debian-archive-keyring.gpg
 var archiveKeyring []byte
 
-var (
-	keyringOnce sync.Once
-	keyringList openpgp.EntityList
-	keyringErr  error
-)
-
-// ArchiveKeyring returns the Debian archive keys shipped with keel.
+// ArchiveKeyring returns the Debian archive keys shipped with keel, read
+// anew on each call (once per InRelease: a few milliseconds) so that no
+// caller shares what another might change.
 func ArchiveKeyring() (openpgp.EntityList, error) {
-	keyringOnce.Do(func() {
-		keyringList, keyringErr = openpgp.ReadKeyRing(bytes.NewReader(archiveKeyring))
-		if keyringErr != nil {
-			keyringErr = fmt.Errorf("reading the embedded Debian archive keyring: %w", keyringErr)
-		}
-	})
-	return keyringList, keyringErr
+	list, err := openpgp.ReadKeyRing(bytes.NewReader(archiveKeyring))
+	if err != nil {
+		return nil, fmt.Errorf("reading the embedded Debian archive keyring: %w", err)
+	}
+	return list, nil
 }
 
 // verifyClearsigned checks the OpenPGP clear signature of an InRelease file

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+
+	"github.com/keelos/keel/internal/testenv"
 )
 
 const testSuite = "bookworm"
@@ -61,6 +63,7 @@ func testMirror(t *testing.T) string {
 }
 
 func TestResolveRealMirror(t *testing.T) {
+	testenv.NeedNetwork(t)
 	ctx := context.Background()
 	mirror := testMirror(t)
 	store := sharedStore(t)
@@ -152,6 +155,7 @@ func resolveOne(t *testing.T, c *Client, arch, name string) Package {
 }
 
 func TestFetchDataTarRealMirror(t *testing.T) {
+	testenv.NeedNetwork(t)
 	var last struct{ done, total int64 }
 	c := NewClient(testMirror(t), sharedStore(t), WithProgress(func(name string, done, total int64) {
 		last.done, last.total = done, total
@@ -206,6 +210,7 @@ func TestFetchDataTarRealMirror(t *testing.T) {
 }
 
 func TestFetchRefusesTamperedDebRealMirror(t *testing.T) {
+	testenv.NeedNetwork(t)
 	ctx := context.Background()
 	mirror := testMirror(t)
 	c := NewClient(mirror, sharedStore(t))
@@ -257,6 +262,7 @@ func fetchInRelease(t *testing.T, mirror string) []byte {
 }
 
 func TestInReleaseSignatureRealMirror(t *testing.T) {
+	testenv.NeedNetwork(t)
 	mirror := testMirror(t)
 	data := fetchInRelease(t, mirror)
 	keyring, err := ArchiveKeyring()

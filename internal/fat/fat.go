@@ -16,9 +16,7 @@ import (
 	"os"
 	"path"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/diskfs/go-diskfs/backend/file"
@@ -99,10 +97,6 @@ func alignUp(v, a int64) int64 { return (v + a - 1) / a * a }
 
 func clean(p string) string { return strings.TrimPrefix(path.Clean("/"+p), "/") }
 
-// epochMu serialises Write: go-diskfs reads timestamps from the
-// SOURCE_DATE_EPOCH environment variable, which is process-wide.
-var epochMu sync.Mutex
-
 // item is an entry of the source to write, at its cleaned path.
 type item struct {
 	path string
@@ -136,18 +130,6 @@ func Write(f *os.File, start, size int64, src fstree.Source, opts Options) error
 	if epoch.IsZero() || epoch.Before(fatEpoch) {
 		epoch = fatEpoch
 	}
-	epochMu.Lock()
-	defer epochMu.Unlock()
-	old, had := os.LookupEnv("SOURCE_DATE_EPOCH")
-	os.Setenv("SOURCE_DATE_EPOCH", strconv.FormatInt(epoch.Unix(), 10))
-	defer func() {
-		if had {
-			os.Setenv("SOURCE_DATE_EPOCH", old)
-		} else {
-			os.Unsetenv("SOURCE_DATE_EPOCH")
-		}
-	}()
-
 	if end := start + size; end > 0 {
 		if st, err := f.Stat(); err != nil {
 			return fmt.Errorf("fat: %w", err)
@@ -206,7 +188,7 @@ func Write(f *os.File, start, size int64, src fstree.Source, opts Options) error
 
 	v, err := openVolume(f, start)
 	if err == nil {
-		err = v.repair()
+		err = v.repair(epoch)
 	}
 	if err != nil {
 		return fmt.Errorf("fat: repair volume: %w", err)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"time"
 )
 
 // volume is just enough of a FAT volume to repair what go-diskfs v1.9.4
@@ -11,7 +12,11 @@ import (
 //   - a top-level directory's ".." points at the FAT32 root cluster instead of 0;
 //   - an empty file still owns a cluster;
 //   - FAT16 volumes carry an allocated cluster nobody owns;
-//   - FAT32's FSInfo free-cluster count is left "unknown".
+//   - FAT32's FSInfo free-cluster count is left "unknown";
+//
+// and to stamp every directory entry with the epoch: go-diskfs stamps them
+// with the time of day, its only other source being SOURCE_DATE_EPOCH in
+// the process environment, which a library must not set.
 type volume struct {
 	f          readWriterAt
 	start      int64
@@ -30,6 +35,8 @@ type volume struct {
 	nClusters  uint32
 	fatChanged bool
 	used       []bool // reachable clusters, by number
+	// date and time are the epoch in a directory entry's encoding.
+	date, time uint16
 }
 
 type readWriterAt interface {
@@ -172,8 +179,10 @@ func (v *volume) dirRegions(first uint32, root bool) [][2]int64 {
 	return out
 }
 
-// repair walks the tree from the root and fixes the entries in place.
-func (v *volume) repair() error {
+// repair walks the tree from the root, stamps every entry with epoch and
+// fixes the entries in place.
+func (v *volume) repair(epoch time.Time) error {
+	v.date, v.time = dosTime(epoch)
 	if err := v.fitToFAT(); err != nil {
 		return err
 	}
@@ -238,11 +247,16 @@ func (v *volume) repairDir(first uint32, root bool, depth int) error {
 				break
 			}
 			attr := e[11]
-			if e[0] == 0xe5 || attr == 0x0f || attr&0x08 != 0 { // deleted, long name, label
+			if e[0] == 0xe5 || attr == 0x0f { // deleted, long name
+				continue
+			}
+			name := string(e[0:11])
+			v.stamp(e, depth == 1 && name == "..         ")
+			changed = true
+			if attr&0x08 != 0 { // the volume label
 				continue
 			}
 			clus := uint32(le.Uint16(e[26:])) | uint32(le.Uint16(e[20:]))<<16
-			name := string(e[0:11])
 			switch {
 			case name == ".          ":
 			case name == "..         ":
@@ -274,4 +288,29 @@ func (v *volume) repairDir(first uint32, root bool, depth int) error {
 		}
 	}
 	return nil
+}
+
+// stamp sets the times of a short directory entry to the epoch: created,
+// accessed (a date only) and written. go-diskfs fills the ".." entry of a
+// top-level directory from the root, which has no entry of its own: its
+// creation and access times are those of the zero time.Time, whatever
+// the clock says, and stay as written, so that images keep their bytes.
+func (v *volume) stamp(e []byte, topLevelParent bool) {
+	le := binary.LittleEndian
+	if !topLevelParent {
+		le.PutUint16(e[14:], v.time) // created
+		le.PutUint16(e[16:], v.date)
+		le.PutUint16(e[18:], v.date) // accessed
+	}
+	le.PutUint16(e[22:], v.time) // written
+	le.PutUint16(e[24:], v.date)
+}
+
+// dosTime encodes t (UTC) as a directory entry does, as go-diskfs does:
+// years from 1980 in 7 bits, seconds halved.
+func dosTime(t time.Time) (date, tod uint16) {
+	t = t.UTC()
+	date = uint16((t.Year()-1980)<<9 + int(t.Month())<<5 + t.Day())
+	tod = uint16(t.Hour()<<11 + t.Minute()<<5 + t.Second()/2)
+	return date, tod
 }

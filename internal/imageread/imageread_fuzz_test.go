@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/keelos/keel/internal/epoch"
 	"github.com/keelos/keel/internal/fuzzpatch"
 	"github.com/keelos/keel/internal/imageread/imagetest"
 	"github.com/keelos/keel/internal/initramfs"
@@ -96,7 +97,7 @@ func FuzzLocate(f *testing.F) {
 	if err := initramfs.WriteEpoch(&zst, root, initramfs.Zstd, 0); err != nil {
 		f.Fatal(err)
 	}
-	if err := root.WriteTar(&tarBuf, imagetest.Epoch); err != nil {
+	if err := root.WriteTar(&tarBuf, epoch.Default()); err != nil {
 		f.Fatal(err)
 	}
 	for _, seed := range [][]byte{cpio, zst.Bytes(), tarBuf.Bytes(), ukiOf(f, zst.Bytes()), gceOf(f, 1<<30)} {

@@ -19,6 +19,7 @@ import (
 	"github.com/keelos/keel/internal/debian"
 	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/hostfile"
+	"github.com/keelos/keel/internal/imagelabel"
 	"github.com/keelos/keel/internal/spec"
 )
 
@@ -140,13 +141,13 @@ func (b *Builder) image(p *plan, parts []part, work string) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	cf.Config.Labels = map[string]string{LabelConfig: cfgLabel, LabelPackage: p.pkg.Name}
+	cf.Config.Labels = map[string]string{imagelabel.Config: cfgLabel, imagelabel.Package: p.pkg.Name}
 	if p.pkg.Debian != nil && p.debsInImage() {
 		debLabel, err := marshalLabel(debInfos(p.debs))
 		if err != nil {
 			return nil, err
 		}
-		cf.Config.Labels[LabelDebian] = debLabel
+		cf.Config.Labels[imagelabel.Debian] = debLabel
 	}
 	c := p.pkg.Config
 	if len(c.Command) > 0 {

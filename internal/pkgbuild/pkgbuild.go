@@ -26,6 +26,8 @@ import (
 	"github.com/keelos/keel/internal/buildkit"
 	"github.com/keelos/keel/internal/cache"
 	"github.com/keelos/keel/internal/debian"
+	"github.com/keelos/keel/internal/epoch"
+	"github.com/keelos/keel/internal/imagelabel"
 	"github.com/keelos/keel/internal/spec"
 )
 
@@ -33,38 +35,18 @@ import (
 // changing how images are assembled invalidates cached packages.
 const Version = "keel-pkgbuild/2"
 
-// DefaultEpoch is the timestamp of every file and image when no
-// SOURCE_DATE_EPOCH is given.
-var DefaultEpoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-
-// Image labels set on every package image.
-const (
-	LabelConfig  = "org.keel.config"  // JSON of the package's spec.Config
-	LabelDebian  = "org.keel.debian"  // JSON list of DebInfo
-	LabelPackage = "org.keel.package" // the package name
-)
-
-// DebInfo describes one Debian package unpacked into an image.
-type DebInfo struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-	Arch    string `json:"arch"`
-	Source  string `json:"source"`
-	SHA256  string `json:"sha256"`
-}
-
 // Builder builds package images. Cache is required; Debian is needed only
 // by packages with a [debian] section.
 type Builder struct {
 	Cache  *cache.Cache
 	Debian *debian.Client
 	// Epoch is SOURCE_DATE_EPOCH: every mtime and the image's creation
-	// time. The zero value means DefaultEpoch.
+	// time. The zero value means epoch.Default.
 	Epoch time.Time
 	// Progress, if set, is told what the builder is doing.
 	Progress func(msg string)
 	// BuildKit is the builder that solves [build] sections; nil means
-	// DefaultBuildKit, else the environment (KEEL_BUILDKIT_HOST, …).
+	// the environment's (KEEL_BUILDKIT_HOST, …).
 	// It is contacted only when a package with [build] is not cached.
 	BuildKit *buildkit.Config
 
@@ -76,14 +58,14 @@ type Builder struct {
 // Result is the outcome of one package build.
 type Result struct {
 	Image    v1.Image
-	Key      string // the cache key: "NAME:INPUTHASH"
-	CacheHit bool   // the image came from the cache, nothing was built
-	Debs     []DebInfo
+	Key      string           // the cache key: "NAME:INPUTHASH"
+	CacheHit bool             // the image came from the cache, nothing was built
+	Debs     []imagelabel.Deb // what the image's Debian label lists
 }
 
 func (b *Builder) epoch() time.Time {
 	if b.Epoch.IsZero() {
-		return DefaultEpoch
+		return epoch.Default()
 	}
 	return b.Epoch.UTC()
 }
@@ -163,10 +145,10 @@ func (b *Builder) BuildResult(ctx context.Context, dir, arch string) (*Result, e
 	return res, nil
 }
 
-func debInfos(debs []debian.Package) []DebInfo {
-	out := make([]DebInfo, 0, len(debs))
+func debInfos(debs []debian.Package) []imagelabel.Deb {
+	out := make([]imagelabel.Deb, 0, len(debs))
 	for _, d := range debs {
-		out = append(out, DebInfo{Name: d.Name, Version: d.Version, Arch: d.Arch, Source: d.Source, SHA256: d.SHA256})
+		out = append(out, imagelabel.Deb{Name: d.Name, Version: d.Version, Arch: d.Arch, Source: d.Source, SHA256: d.SHA256})
 	}
 	return out
 }
@@ -207,6 +189,14 @@ func (b *Builder) planStack(ctx context.Context, dir, arch string, stack []strin
 	// programs and the [[file]] sources.
 	if err := hashDir(ctx, h, pkg.Dir); err != nil {
 		return nil, fmt.Errorf("package %s: hashing inputs: %w", pkg.Name, err)
+	}
+	// Included files may live outside it.
+	for _, inc := range pkg.Include {
+		name := filepath.Join(pkg.Dir, inc)
+		h.str("include", inc)
+		if err := h.hostFile(ctx, filepath.Dir(name), filepath.Base(name)); err != nil {
+			return nil, fmt.Errorf("package %s: include %s: %w", pkg.Name, inc, err)
+		}
 	}
 	// The base of a [build] from its own parts is cached apart, under the
 	// hash of those parts alone: a change to what the steps do (a copied

@@ -20,7 +20,10 @@ import (
 
 	"github.com/keelos/keel/internal/cache"
 	"github.com/keelos/keel/internal/debian"
+	"github.com/keelos/keel/internal/epoch"
+	"github.com/keelos/keel/internal/imagelabel"
 	"github.com/keelos/keel/internal/spec"
+	"github.com/keelos/keel/internal/testenv"
 )
 
 // writeFiles creates files (relative path → content) under dir.
@@ -120,7 +123,7 @@ func TestKeyChangesWithEveryInput(t *testing.T) {
 		seen[k] = what
 	}
 	check("arm64", key("arm64"))
-	other := &Builder{Cache: b.Cache, Epoch: DefaultEpoch.Add(time.Hour)}
+	other := &Builder{Cache: b.Cache, Epoch: epoch.Default().Add(time.Hour)}
 	k, err := other.Key(ctx, dir, "amd64")
 	if err != nil {
 		t.Fatal(err)
@@ -136,6 +139,22 @@ func TestKeyChangesWithEveryInput(t *testing.T) {
 	check("a file mode", key("amd64"))
 	writeFiles(t, dir, map[string]string{"package.toml": strings.Replace(readFile(t, filepath.Join(dir, "package.toml")), "-v", "-q", 1)})
 	check("package.toml", key("amd64"))
+
+	// An included file outside the package directory is an input too.
+	shared := filepath.Join(t.TempDir(), "links.toml")
+	writeFiles(t, filepath.Dir(shared), map[string]string{"links.toml": "[[file]]\npath = \"/bin/sh\"\nsymlink = \"busybox\"\n"})
+	rel, err := filepath.Rel(dir, shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkgTOML := readFile(t, filepath.Join(dir, "package.toml"))
+	writeFiles(t, dir, map[string]string{"package.toml": strings.Replace(pkgTOML, "name = \"tiny\"\n", "name = \"tiny\"\ninclude = [\""+rel+"\"]\n", 1)})
+	if !strings.Contains(readFile(t, filepath.Join(dir, "package.toml")), "include") {
+		t.Fatal("the test's package.toml has no include")
+	}
+	check("an include", key("amd64"))
+	writeFiles(t, filepath.Dir(shared), map[string]string{"links.toml": "[[file]]\npath = \"/bin/ash\"\nsymlink = \"busybox\"\n"})
+	check("an included file's content", key("amd64"))
 }
 
 func readFile(t *testing.T, p string) string {
@@ -228,7 +247,7 @@ func TestBuildGoAndFilesIsReproducibleAndCached(t *testing.T) {
 	if m := elfMachine(t, files, "/usr/bin/tiny"); m != elf.EM_AARCH64 {
 		t.Fatalf("Go binary machine %v", m)
 	}
-	if h := files["/usr/bin/tiny"].hdr; h.Mode&0o777 != 0o755 || !h.ModTime.Equal(DefaultEpoch) {
+	if h := files["/usr/bin/tiny"].hdr; h.Mode&0o777 != 0o755 || !h.ModTime.Equal(epoch.Default()) {
 		t.Fatalf("binary header %o %v", h.Mode, h.ModTime)
 	}
 	if f := files["/etc/motd"]; string(f.data) != "welcome\n" || f.hdr.Mode&0o777 != 0o600 || f.hdr.Uid != 7 {
@@ -241,15 +260,15 @@ func TestBuildGoAndFilesIsReproducibleAndCached(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cf.OS != "linux" || cf.Architecture != "arm64" || !cf.Created.Time.Equal(DefaultEpoch) {
+	if cf.OS != "linux" || cf.Architecture != "arm64" || !cf.Created.Time.Equal(epoch.Default()) {
 		t.Fatalf("config platform/created: %s/%s %v", cf.OS, cf.Architecture, cf.Created)
 	}
-	if cf.Config.Labels[LabelPackage] != "tiny" {
+	if cf.Config.Labels[imagelabel.Package] != "tiny" {
 		t.Fatalf("labels %v", cf.Config.Labels)
 	}
 	var c spec.Config
-	if err := json.Unmarshal([]byte(cf.Config.Labels[LabelConfig]), &c); err != nil || !slices.Equal(c.Command, []string{"/usr/bin/tiny", "-v"}) {
-		t.Fatalf("config label %q: %v", cf.Config.Labels[LabelConfig], err)
+	if err := json.Unmarshal([]byte(cf.Config.Labels[imagelabel.Config]), &c); err != nil || !slices.Equal(c.Command, []string{"/usr/bin/tiny", "-v"}) {
+		t.Fatalf("config label %q: %v", cf.Config.Labels[imagelabel.Config], err)
 	}
 	if !slices.Equal(cf.Config.Entrypoint, c.Command) || !slices.Equal(cf.Config.Env, []string{"A=1"}) {
 		t.Fatalf("entrypoint %v env %v", cf.Config.Entrypoint, cf.Config.Env)
@@ -319,6 +338,7 @@ func TestPathFilter(t *testing.T) {
 }
 
 func TestBuildRealMirror(t *testing.T) {
+	testenv.NeedNetwork(t)
 	ctx := context.Background()
 	mirror, err := debian.MirrorFromHost()
 	if err != nil {
@@ -353,10 +373,10 @@ func TestBuildRealMirror(t *testing.T) {
 			t.Fatalf("%s: /bin/sh symlink %+v", arch, h)
 		}
 		cf, _ := r1.Image.ConfigFile()
-		var debs []DebInfo
-		if err := json.Unmarshal([]byte(cf.Config.Labels[LabelDebian]), &debs); err != nil ||
-			!slices.ContainsFunc(debs, func(d DebInfo) bool { return d.Name == "busybox-static" && len(d.SHA256) == 64 }) {
-			t.Fatalf("%s: debian label %q", arch, cf.Config.Labels[LabelDebian])
+		var debs []imagelabel.Deb
+		if err := json.Unmarshal([]byte(cf.Config.Labels[imagelabel.Debian]), &debs); err != nil ||
+			!slices.ContainsFunc(debs, func(d imagelabel.Deb) bool { return d.Name == "busybox-static" && len(d.SHA256) == 64 }) {
+			t.Fatalf("%s: debian label %q", arch, cf.Config.Labels[imagelabel.Debian])
 		}
 
 		// A fresh builder (new Debian client) over the same cache: a hit,

@@ -30,17 +30,9 @@ import (
 	"github.com/keelos/keel/internal/spec"
 )
 
-// DefaultBuildKit is the builder used by a Builder whose BuildKit is nil
-// (the command line sets it from --builder); when it is nil too, the
-// environment (KEEL_BUILDKIT_HOST, …) decides.
-var DefaultBuildKit *buildkit.Config
-
 func (b *Builder) buildkit() buildkit.Config {
-	switch {
-	case b.BuildKit != nil:
+	if b.BuildKit != nil {
 		return *b.BuildKit
-	case DefaultBuildKit != nil:
-		return *DefaultBuildKit
 	}
 	return buildkit.ConfigFromEnv()
 }
@@ -397,23 +389,21 @@ func readOCITar(tarPath, dir string, store *fstree.Store) (*fstree.Tree, error) 
 }
 
 // BuildIndex builds the package in dir for each architecture and stores
-// an OCI image index of the results in the cache, under
-// "NAME:HASH" where HASH is the hash of the per-architecture keys (so an
-// unchanged package is again a cache hit, with no build).
+// an OCI image index of the results in the cache, under the key IndexKey
+// gives (so an unchanged package is again a cache hit, with no build).
 func (b *Builder) BuildIndex(ctx context.Context, dir string, archs []string) (v1.ImageIndex, string, error) {
+	archs = indexArchs(archs)
 	if len(archs) == 0 {
 		return nil, "", errors.New("package index: no architecture")
 	}
 	var idx v1.ImageIndex = mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
-	h := sha256.New()
-	name := ""
-	for _, arch := range slices.Sorted(slices.Values(slices.Compact(slices.Sorted(slices.Values(archs))))) {
+	keys := make([]string, len(archs))
+	for i, arch := range archs {
 		res, err := b.BuildResult(ctx, dir, arch)
 		if err != nil {
 			return nil, "", err
 		}
-		name, _, _ = strings.Cut(res.Key, ":")
-		fmt.Fprintf(h, "%s=%s\n", arch, res.Key)
+		keys[i] = res.Key
 		plat := platformOf(arch)
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
 			Add: res.Image,
@@ -423,7 +413,8 @@ func (b *Builder) BuildIndex(ctx context.Context, dir string, archs []string) (v
 			},
 		})
 	}
-	key := name + ":" + hex.EncodeToString(h.Sum(nil))
+	key := indexKey(archs, keys)
+	name, _, _ := strings.Cut(key, ":")
 	if cached, err := b.Cache.Index(key); err == nil {
 		return cached, key, nil
 	}
@@ -432,4 +423,39 @@ func (b *Builder) BuildIndex(ctx context.Context, dir string, archs []string) (v
 	}
 	cached, err := b.Cache.Index(key)
 	return cached, key, err
+}
+
+// IndexKey returns "NAME:HASH", the key and tag of the package in dir's
+// index for archs, where HASH is the hash of the per-architecture keys.
+// Nothing is built.
+func (b *Builder) IndexKey(ctx context.Context, dir string, archs []string) (string, error) {
+	archs = indexArchs(archs)
+	if len(archs) == 0 {
+		return "", errors.New("package index: no architecture")
+	}
+	keys := make([]string, len(archs))
+	for i, arch := range archs {
+		k, err := b.Key(ctx, dir, arch)
+		if err != nil {
+			return "", err
+		}
+		keys[i] = k
+	}
+	return indexKey(archs, keys), nil
+}
+
+// indexArchs is archs sorted, each once: the order an index lists them.
+func indexArchs(archs []string) []string {
+	return slices.Compact(slices.Sorted(slices.Values(archs)))
+}
+
+// indexKey hashes the key of each architecture in archs (sorted, each
+// once) into the index's key.
+func indexKey(archs, keys []string) string {
+	h := sha256.New()
+	for i, arch := range archs {
+		fmt.Fprintf(h, "%s=%s\n", arch, keys[i])
+	}
+	name, _, _ := strings.Cut(keys[0], ":")
+	return name + ":" + hex.EncodeToString(h.Sum(nil))
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keelos/keel/internal/testenv"
 )
 
 func TestArgs(t *testing.T) {
@@ -119,10 +121,11 @@ func TestArgsRejects(t *testing.T) {
 	}
 }
 
-// TestQEMUAcceptsCommandLine starts QEMU for each image kind keel boots
+// TestQEMUAcceptsCommandLineSlow starts QEMU for each image kind keel boots
 // from a disk and checks over QMP that QEMU came up with the command line
 // (the guests have nothing to boot; only QEMU's acceptance is tested).
-func TestQEMUAcceptsCommandLine(t *testing.T) {
+func TestQEMUAcceptsCommandLineSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	dir := t.TempDir()
 	write := func(name string, body []byte) string {
 		p := filepath.Join(dir, name)

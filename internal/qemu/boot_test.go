@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/keelos/keel/internal/testenv"
 )
 
 // debianKernel downloads Debian's cloud kernel for arch with apt-get
@@ -114,7 +116,9 @@ func kernelOutput(t *testing.T, arch string) string {
 	return prefix + "-kernel"
 }
 
-func TestBootKernelInitrdRealKernel(t *testing.T) {
+func TestBootKernelInitrdRealKernelSlow(t *testing.T) {
+	testenv.NeedNetwork(t)
+	testenv.NeedQEMU(t)
 	for _, arch := range []string{"amd64", "arm64"} {
 		t.Run(arch, func(t *testing.T) {
 			t.Parallel()

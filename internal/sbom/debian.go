@@ -4,22 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/keelos/keel/internal/imagelabel"
 )
-
-// LabelDebian is the image label keel's package builder (internal/pkgbuild)
-// sets on package images that unpack Debian packages: a JSON list of
-// {"name","version","arch","source","sha256"}. It is repeated here so this
-// package does not import the builder.
-const LabelDebian = "org.keel.debian"
-
-// debLabel mirrors pkgbuild.DebInfo.
-type debLabel struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-	Arch    string `json:"arch"`
-	Source  string `json:"source"`
-	SHA256  string `json:"sha256"`
-}
 
 // DebianFromLabel decodes the org.keel.debian label of a package image.
 // image is the Image.Name the packages belong to (may be empty). An empty
@@ -28,14 +15,14 @@ func DebianFromLabel(label, image string) ([]DebianPackage, error) {
 	if strings.TrimSpace(label) == "" {
 		return nil, nil
 	}
-	var infos []debLabel
+	var infos []imagelabel.Deb
 	if err := json.Unmarshal([]byte(label), &infos); err != nil {
-		return nil, fmt.Errorf("sbom: label %s: %w", LabelDebian, err)
+		return nil, fmt.Errorf("sbom: label %s: %w", imagelabel.Debian, err)
 	}
 	out := make([]DebianPackage, 0, len(infos))
 	for _, d := range infos {
 		if d.Name == "" {
-			return nil, fmt.Errorf("sbom: label %s: a package without a name", LabelDebian)
+			return nil, fmt.Errorf("sbom: label %s: a package without a name", imagelabel.Debian)
 		}
 		// The builder records the index's Source field already split, but
 		// Debian writes it as "name (version)" when the source version

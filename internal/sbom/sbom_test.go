@@ -164,7 +164,7 @@ func TestEmptyNameFails(t *testing.T) {
 func TestGoModulesOfGoBinary(t *testing.T) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("no go tool to build a sample binary")
+		t.Fatalf("the go tool builds the sample binary: %v", err)
 	}
 	// Test binaries record no dependencies in their build info, so build
 	// a real program with one.
@@ -194,7 +194,7 @@ func TestGoModulesOfGoBinary(t *testing.T) {
 }
 
 func TestDebianFromLabel(t *testing.T) {
-	// The format internal/pkgbuild writes (json of []DebInfo).
+	// The format internal/pkgbuild writes (json of []imagelabel.Deb).
 	label := `[{"name":"openssh-server","version":"1:9.2p1-2","arch":"amd64","source":"openssh","sha256":"aa"},` +
 		`{"name":"libssl3","version":"3.0.15-1~deb12u1","arch":"amd64","source":"openssl (3.0.15-1~deb12u1)","sha256":"bb"}]`
 	got, err := DebianFromLabel(label, "sshd")

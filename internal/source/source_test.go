@@ -26,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/keelos/keel/internal/cache"
+	"github.com/keelos/keel/internal/imagelabel"
 	"github.com/keelos/keel/internal/pkgbuild"
 	"github.com/keelos/keel/internal/spec"
 )
@@ -401,7 +402,7 @@ func TestLocalPackageDirectoryIsBuilt(t *testing.T) {
 		t.Fatalf("got %s", got)
 	}
 	cf, _ := img.ConfigFile()
-	if cf.Config.Labels[pkgbuild.LabelPackage] != "motd" {
+	if cf.Config.Labels[imagelabel.Package] != "motd" {
 		t.Fatalf("labels %v", cf.Config.Labels)
 	}
 }

@@ -289,6 +289,9 @@ func LoadPackage(dir string) (*Package, error) {
 		pk.Files[i].Dir = abs
 		pk.Files[i].Origin = file
 	}
+	if err := includeFiles(pk, file); err != nil {
+		return nil, err
+	}
 	return pk, nil
 }
 

@@ -219,6 +219,12 @@ type Package struct {
 	// Accounts are users and groups written into the image's /etc/passwd
 	// and /etc/group (see accounts.go).
 	Accounts *Accounts `toml:"accounts,omitempty" json:"accounts,omitempty"`
+
+	// Include names files (relative to the package directory) whose
+	// [[file]] entries are added after the package's own: one list,
+	// such as busybox's applet links, shared by several packages.
+	Include []string `toml:"include,omitempty" json:"include,omitempty"`
+
 	// Dir is the package directory (absolute).
 	Dir string `toml:"-" json:"-"`
 }

@@ -146,7 +146,15 @@ func (l *located) checkSpec(s *Spec) {
 	}
 	op := root.field("output")
 	for i, f := range s.Output.Formats {
-		l.checkOneOf(op.field("formats").elem(i), f, Formats, "output format")
+		// LinuxKit's names are taken as keel build --format takes them:
+		// the keel format replaces an accepted one.
+		if k, err := ResolveFormat(f); err == nil {
+			s.Output.Formats[i] = k
+		} else if isFormatAlias(f) {
+			l.errorf(op.field("formats").elem(i), "%v", err)
+		} else {
+			l.checkOneOf(op.field("formats").elem(i), f, Formats, "output format")
+		}
 	}
 	if l.has(op.field("root")) {
 		l.checkOneOf(op.field("root"), s.Output.Root, RootFormats, "root filesystem")
@@ -468,6 +476,7 @@ func describeSet(set []string) string {
 func (l *located) checkPackage(pk *Package) {
 	root := keyPath{}
 	l.checkName(root.field("name"), pk.Name)
+	l.checkIncludes(root.field("include"), pk.Include)
 	for i, g := range pk.Go {
 		p := root.field("go").entry(i, g.Dest)
 		if g.Main == "" {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/keelos/keel/internal/pecoff"
+	"github.com/keelos/keel/internal/testenv"
 )
 
 var (
@@ -46,6 +47,7 @@ func realStub(t *testing.T) []byte {
 }
 
 func TestChecksumMatchesStubsOwn_Network(t *testing.T) {
+	testenv.NeedNetwork(t)
 	stub := realStub(t)
 	f, err := pe.NewFile(bytes.NewReader(stub))
 	if err != nil {
@@ -59,6 +61,7 @@ func TestChecksumMatchesStubsOwn_Network(t *testing.T) {
 }
 
 func TestUKIRealStub_Network(t *testing.T) {
+	testenv.NeedNetwork(t)
 	stub := realStub(t)
 	kernel := bytes.Repeat([]byte("KERNEL"), 100001)
 	initrd := bytes.Repeat([]byte("INITRD"), 33333)
@@ -140,6 +143,7 @@ func TestUKIRealStub_Network(t *testing.T) {
 }
 
 func TestNoHeaderRoom_Network(t *testing.T) {
+	testenv.NeedNetwork(t)
 	stub := realStub(t)
 	secs := make([]Section, 20)
 	for i := range secs {

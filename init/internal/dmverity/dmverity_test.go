@@ -19,6 +19,7 @@ import (
 	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/qemu"
 	"github.com/keelos/keel/internal/squashfs"
+	"github.com/keelos/keel/internal/testenv"
 	"github.com/keelos/keel/internal/verity"
 )
 
@@ -144,6 +145,7 @@ func TestOpenRejectsBadTargets(t *testing.T) {
 // restart and panic policies the same read restarts the machine or
 // panics the kernel instead, and the guest never gets past it.
 func TestOpenVerityInGuestSlow(t *testing.T) {
+	testenv.NeedQEMU(t)
 	dir := t.TempDir()
 	payload := make([]byte, 1<<20)
 	var seed [32]byte
@@ -277,6 +279,7 @@ func TestOpenVerityInGuestSlow(t *testing.T) {
 // needs, and returns the kernel's path.
 func buildGuest(t *testing.T, out string) string {
 	t.Helper()
+	testenv.NeedNetwork(t)
 	wd, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)

@@ -13,9 +13,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"time"
 
 	"github.com/keelos/keel/internal/disk"
+	"github.com/keelos/keel/internal/epoch"
 	"github.com/keelos/keel/internal/fat"
 	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/initramfs"
@@ -23,9 +23,6 @@ import (
 	"github.com/keelos/keel/internal/qcow2"
 	"github.com/keelos/keel/internal/uki"
 )
-
-// Epoch stamps every fixture.
-var Epoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // Tree builds a root holding files (path → content; parents are made).
 func Tree(storeDir string, files map[string]string) (*fstree.Tree, error) {
@@ -60,14 +57,14 @@ func Tree(storeDir string, files map[string]string) (*fstree.Tree, error) {
 }
 
 // CPIO is files (as for Tree) archived by keel's initramfs writer,
-// uncompressed, with every mtime Epoch.
+// uncompressed, with every mtime the default epoch.
 func CPIO(storeDir string, files map[string]string) ([]byte, error) {
 	root, err := Tree(storeDir, files)
 	if err != nil {
 		return nil, err
 	}
 	var b bytes.Buffer
-	if err := initramfs.WriteCPIO(&b, root, Epoch.Unix()); err != nil {
+	if err := initramfs.WriteCPIO(&b, root, epoch.Default().Unix()); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil
@@ -124,7 +121,7 @@ func Outputs(dir, name string, root *fstree.Tree) (map[string]string, error) {
 	base := filepath.Join(dir, name+"-amd64")
 	out := map[string]string{}
 	var initrd bytes.Buffer
-	if err := initramfs.WriteEpoch(&initrd, root, initramfs.Zstd, Epoch.Unix()); err != nil {
+	if err := initramfs.WriteEpoch(&initrd, root, initramfs.Zstd, epoch.Default().Unix()); err != nil {
 		return nil, err
 	}
 	write := func(format, p string, data []byte) error {
@@ -138,7 +135,7 @@ func Outputs(dir, name string, root *fstree.Tree) (map[string]string, error) {
 		return nil, err
 	}
 	var tarBuf bytes.Buffer
-	if err := root.WriteTar(&tarBuf, Epoch); err != nil {
+	if err := root.WriteTar(&tarBuf, epoch.Default()); err != nil {
 		return nil, err
 	}
 	if err := write("tar", base+".tar", tarBuf.Bytes()); err != nil {
@@ -160,7 +157,7 @@ func Outputs(dir, name string, root *fstree.Tree) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = fat.Write(ff, 0, fat.Size(files), files, fat.Options{Label: "KEEL-EFI", Epoch: Epoch})
+	err = fat.Write(ff, 0, fat.Size(files), files, fat.Options{Label: "KEEL-EFI", Epoch: epoch.Default()})
 	ff.Close()
 	if err != nil {
 		return nil, err
@@ -175,7 +172,7 @@ func Outputs(dir, name string, root *fstree.Tree) (map[string]string, error) {
 		VolumeID:     "TEST",
 		Files:        fstree.MemFiles{{Path: "EFI/BOOT/EFIBOOT.IMG", Data: img}},
 		EFIBootImage: "EFI/BOOT/EFIBOOT.IMG",
-		Epoch:        Epoch,
+		Epoch:        epoch.Default(),
 	})
 	if err != nil {
 		return nil, err
@@ -218,7 +215,7 @@ func EFIDisk(p string, ukiData []byte, espSize int64) error {
 	}
 	err = disk.WriteEFI(f, disk.EFIOptions{
 		Seed: "test", ESPFiles: fstree.MemFiles{{Path: "EFI/BOOT/BOOTX64.EFI", Data: ukiData}},
-		ESPLabel: "ESP", ESPSize: espSize, Epoch: Epoch,
+		ESPLabel: "ESP", ESPSize: espSize, Epoch: epoch.Default(),
 	})
 	if cerr := f.Close(); err == nil {
 		err = cerr

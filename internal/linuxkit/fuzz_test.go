@@ -1,0 +1,36 @@
+package linuxkit
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzConvert feeds any bytes to the converter as a LinuxKit file: it
+// reports problems or writes a spec that loads (Convert checks that), and
+// never panics.
+func FuzzConvert(f *testing.F) {
+	seeds, err := filepath.Glob("testdata/*/*.yml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range seeds {
+		data, err := os.ReadFile(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte("a: &a [*a]\n"))
+	f.Add([]byte("services:\n  - <<: {name: x, image: alpine}\n    binds: [x:/y]\n"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		res, err := Convert([]Input{{Name: "fuzz.yml", Data: data}}, Options{WorkDir: dir, OutDir: dir})
+		if err != nil {
+			t.Fatalf("%v\n%s", err, data)
+		}
+		if res.TOML != nil && res.Has(Invalid) {
+			t.Fatalf("a spec for an invalid file:\n%s", data)
+		}
+	})
+}
