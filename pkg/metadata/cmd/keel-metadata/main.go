@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keelos/keel/internal/hostname"
 	"github.com/keelos/keel/pkg/internal/blockdev"
 	"github.com/keelos/keel/pkg/metadata/internal/metadata"
 )
@@ -38,7 +39,7 @@ func main() {
 		return
 	}
 	if d.Hostname != "" {
-		if err := metadata.CheckHostname(d.Hostname); err != nil {
+		if err := hostname.Check(d.Hostname); err != nil {
 			log.Printf("ignoring the instance data's host name: %v", err)
 			d.Hostname = ""
 		}

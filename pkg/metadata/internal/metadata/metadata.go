@@ -121,29 +121,6 @@ func ParseCloudConfig(text string, d *Data) {
 	}
 }
 
-// MaxHostnameLen is what sethostname(2) accepts.
-const MaxHostnameLen = 64
-
-// CheckHostname reports whether name is a host name to set: at most
-// MaxHostnameLen characters, dot-separated labels of 1 to 63 letters,
-// digits and '-', not starting or ending with '-' (RFC 1123), the rule
-// keel's spec applies to its own hostname key.
-func CheckHostname(name string) error {
-	if name == "" || len(name) > MaxHostnameLen {
-		return fmt.Errorf("host name %q: want 1 to %d characters", name, MaxHostnameLen)
-	}
-	for _, label := range strings.Split(name, ".") {
-		ok := len(label) > 0 && len(label) <= 63 && label[0] != '-' && label[len(label)-1] != '-'
-		for _, c := range []byte(label) {
-			ok = ok && ('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-')
-		}
-		if !ok {
-			return fmt.Errorf("host name %q: %q is not a label of letters, digits and '-' (RFC 1123)", name, label)
-		}
-	}
-	return nil
-}
-
 // yamlScalar finds a top-level "key: value".
 func yamlScalar(text, key string) string {
 	s := bufio.NewScanner(strings.NewReader(text))

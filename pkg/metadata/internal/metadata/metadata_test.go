@@ -262,16 +262,3 @@ func TestHostnamePrecedence(t *testing.T) {
 		}
 	}
 }
-
-func TestCheckHostname(t *testing.T) {
-	for _, ok := range []string{"keel", "web-1", "ip-10-0-0-1.ec2.internal", strings.Repeat("a", 63)} {
-		if err := CheckHostname(ok); err != nil {
-			t.Errorf("%q: %v", ok, err)
-		}
-	}
-	for _, bad := range []string{"", "-web", "web-", "a..b", "a_b", "host name", "a\nb", strings.Repeat("a", 64), strings.Repeat("a.", 32) + "a"} {
-		if err := CheckHostname(bad); err == nil {
-			t.Errorf("%q: accepted", bad)
-		}
-	}
-}
