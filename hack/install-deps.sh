@@ -4,7 +4,7 @@
 set -eu
 
 packages="qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 qemu-utils
-dosfstools xorriso mtools gdisk fdisk runc e2fsprogs cpio zstd xz-utils file
+dosfstools util-linux xorriso mtools gdisk fdisk runc e2fsprogs cpio zstd xz-utils file
 u-boot-qemu p7zip-full ca-certificates python3-libvmdk squashfs-tools erofs-utils
 device-tree-compiler cryptsetup-bin sbsigntool osslsigncode efitools swtpm swtpm-tools
 systemd"

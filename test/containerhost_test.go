@@ -101,27 +101,31 @@ func writeProgramImage(t *testing.T, dir, exe, source, tag string) string {
 	return p
 }
 
-// containerHostSpec is examples/container-host.toml for this test: the
-// same packages, with getty's passwordless root shell (so the test can
-// drive the console) and the hello image shipped as a file.
-func containerHostSpec(t *testing.T, dir string) string {
+// exampleSpec is examples/NAME.toml for a boot test: the same packages,
+// with getty's passwordless root shell (so the test can drive the
+// console) and each of files (in dir) shipped as /etc/keel/FILE; its
+// "../" and "./" references are made absolute, so it builds from dir.
+func exampleSpec(t *testing.T, dir, name string, files ...string) string {
 	t.Helper()
 	repo, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	example, err := os.ReadFile(filepath.Join(repo, "examples", "container-host.toml"))
+	example, err := os.ReadFile(filepath.Join(repo, "examples", name+".toml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := strings.ReplaceAll(string(example), `"../`, `"`+repo+`/`)
+	s = strings.ReplaceAll(s, `"./`, `"`+repo+`/examples/`)
 	getty := "name = \"getty\"\nimage = \"" + repo + "/pkg/getty\"\n"
 	if !strings.Contains(s, getty) {
-		t.Fatalf("examples/container-host.toml no longer has the getty service this test expects")
+		t.Fatalf("examples/%s.toml no longer has the getty service this test expects", name)
 	}
 	s = strings.Replace(s, getty, getty+"env = [\"INSECURE=true\"]\n", 1)
-	s += "\n[[file]]\npath = \"/etc/keel/hello.tar\"\nsource = \"hello.tar\"\n"
-	p := filepath.Join(dir, "container-host.toml")
+	for _, f := range files {
+		s += "\n[[file]]\npath = \"/etc/keel/" + f + "\"\nsource = \"" + f + "\"\n"
+	}
+	p := filepath.Join(dir, name+".toml")
 	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +154,7 @@ func TestBootContainerHostSlow(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	writeHelloImage(t, dir)
-	specPath := containerHostSpec(t, dir)
+	specPath := exampleSpec(t, dir, "container-host", "hello.tar")
 	if _, err := build.Run(context.Background(), build.Options{
 		Specs: []string{specPath}, Dir: dir, Arch: []string{"amd64"}, Formats: []string{"kernel+initrd"},
 	}); err != nil {
@@ -158,56 +162,14 @@ func TestBootContainerHostSlow(t *testing.T) {
 	}
 
 	authorized, signer := newSSHKey(t, "keel-test")
-	userData := filepath.Join(dir, "user-data")
-	ud := "#cloud-config\nssh_authorized_keys:\n  - " + authorized + "\n"
-	if err := os.WriteFile(userData, []byte(ud), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	dataDisk := filepath.Join(dir, "data.raw")
-	kernel := filepath.Join(dir, "container-host-amd64-kernel")
-
-	boot := func(t *testing.T, port int) (*qemu.Machine, func(*regexp.Regexp) []string) {
-		console, err := os.Create(filepath.Join(dir, "console-"+strings.ReplaceAll(t.Name(), "/", "-")+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { console.Close() })
-		m, err := qemu.Start(context.Background(), qemu.Options{
-			Image: kernel, Mem: 2048, Metadata: userData, Timeout: 14 * time.Minute, Console: console,
-			Disks:   []qemu.Disk{{Path: dataDisk, Size: 1 << 30}},
-			Publish: []string{fmt.Sprintf("%d:22", port)},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("console:\n%s", tail(m.Console(), 8000))
-			}
-			m.Kill()
-		})
-		return m, func(re *regexp.Regexp) []string {
-			t.Helper()
-			match, err := m.Expect(re, 6*time.Minute)
-			if err != nil {
-				t.Fatalf("waiting for %q: %v", re, err)
-			}
-			return match
-		}
-	}
-	shutdown := func(t *testing.T, m *qemu.Machine, expect func(*regexp.Regexp) []string) {
-		if err := m.Powerdown(); err != nil {
-			t.Fatal(err)
-		}
-		expect(milestone("shutdown-done"))
-		if err := m.Wait(); err != nil {
-			t.Fatal(err)
-		}
+	host := diskMachine{
+		dir: dir, kernel: filepath.Join(dir, "container-host-amd64-kernel"),
+		userData: sshUserData(t, dir, authorized), dataDisk: filepath.Join(dir, "data.raw"),
 	}
 
 	t.Run("first boot", func(t *testing.T) {
 		port := freePort(t)
-		m, expect := boot(t, port)
+		m, expect := host.boot(t, fmt.Sprintf("%d:22", port))
 		for _, step := range []string{"sysctl", "rngd", "dhcpcd", "metadata", "format", "mount"} {
 			expect(regexp.MustCompile(`keel: onboot ` + step + `: exited 0`))
 		}
@@ -235,13 +197,13 @@ func TestBootContainerHostSlow(t *testing.T) {
 		}
 		expect(regexp.MustCompile(`(?m)^hello from a keel container`))
 		expect(regexp.MustCompile(`(?m)^wrote-file`))
-		shutdown(t, m, expect)
+		powerOff(t, m, expect)
 	})
 	if t.Failed() {
 		return
 	}
 	t.Run("second boot", func(t *testing.T) {
-		m, expect := boot(t, freePort(t))
+		m, expect := host.boot(t, fmt.Sprintf("%d:22", freePort(t)))
 		expect(regexp.MustCompile(`keel: onboot mount: exited 0`))
 		expect(milestone("services-running"))
 		if err := m.Send("\nkeel-ctl logs format; cat /var/lib/containerd/keel-test\n"); err != nil {
@@ -253,8 +215,73 @@ func TestBootContainerHostSlow(t *testing.T) {
 		if strings.Contains(m.Console(), "keel-format: formatted") {
 			t.Error("the second boot formatted the data disk again")
 		}
-		shutdown(t, m, expect)
+		powerOff(t, m, expect)
 	})
+}
+
+// sshUserData writes DIR/user-data, cloud-config that authorizes the
+// authorized_keys line for root, and returns its path.
+func sshUserData(t *testing.T, dir, authorized string) string {
+	t.Helper()
+	p := filepath.Join(dir, "user-data")
+	ud := "#cloud-config\nssh_authorized_keys:\n  - " + authorized + "\n"
+	if err := os.WriteFile(p, []byte(ud), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// diskMachine is one image booted again and again with the same config
+// drive and data disk, as a cloud machine powered off and on.
+type diskMachine struct {
+	dir, kernel, userData, dataDisk string
+	cmdline                         string // extra kernel arguments
+}
+
+// boot starts the machine with the ports published (HOST:GUEST), its
+// console logged to DIR/console-TEST.log; expect waits up to 6 minutes
+// for the console to match, failing the test if it does not.
+func (d diskMachine) boot(t *testing.T, publish ...string) (*qemu.Machine, func(*regexp.Regexp) []string) {
+	t.Helper()
+	console, err := os.Create(filepath.Join(d.dir, "console-"+strings.ReplaceAll(t.Name(), "/", "-")+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { console.Close() })
+	m, err := qemu.Start(context.Background(), qemu.Options{
+		Image: d.kernel, Mem: 2048, Metadata: d.userData, Timeout: 14 * time.Minute, Console: console,
+		Disks: []qemu.Disk{{Path: d.dataDisk, Size: 1 << 30}}, Publish: publish, Cmdline: d.cmdline,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("console:\n%s", tail(m.Console(), 8000))
+		}
+		m.Kill()
+	})
+	return m, func(re *regexp.Regexp) []string {
+		t.Helper()
+		match, err := m.Expect(re, 6*time.Minute)
+		if err != nil {
+			t.Fatalf("waiting for %q: %v", re, err)
+		}
+		return match
+	}
+}
+
+// powerOff presses the power button and waits for init to finish and
+// QEMU to exit.
+func powerOff(t *testing.T, m *qemu.Machine, expect func(*regexp.Regexp) []string) {
+	t.Helper()
+	if err := m.Powerdown(); err != nil {
+		t.Fatal(err)
+	}
+	expect(milestone("shutdown-done"))
+	if err := m.Wait(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // newSSHKey makes an ed25519 key for a test: its authorized_keys line,

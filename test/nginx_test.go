@@ -18,28 +18,6 @@ import (
 	"github.com/keelos/keel/internal/testenv"
 )
 
-// exampleSpec writes examples/NAME.toml into dir with its relative
-// references ("../init", "./pkg/nginx") made absolute, so that it builds
-// from there.
-func exampleSpec(t *testing.T, dir, name string) string {
-	t.Helper()
-	repo, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	example, err := os.ReadFile(filepath.Join(repo, "examples", name+".toml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := strings.ReplaceAll(string(example), `"../`, `"`+repo+`/`)
-	s = strings.ReplaceAll(s, `"./`, `"`+repo+`/examples/`)
-	p := filepath.Join(dir, name+".toml")
-	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // TestBootNginxSlow builds examples/nginx.toml, whose nginx is Debian's
 // nginx-light with its www-data account declared in [accounts] (no
 // /etc/passwd written by hand), boots it, and fetches the page nginx

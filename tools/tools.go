@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 )
 
-//go:embed efi-stub/package.toml grub-pc/package.toml isolinux/package.toml raspi-firmware/package.toml
+//go:embed efi-stub/package.toml grub-pc/package.toml isolinux/package.toml mkfs-ext4/package.toml raspi-firmware/package.toml
 var packages embed.FS
 
 // Materialize writes the package directory of the named tool (e.g.

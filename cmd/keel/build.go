@@ -1,9 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -11,6 +11,7 @@ import (
 
 	"github.com/keelos/keel/internal/build"
 	"github.com/keelos/keel/internal/epoch"
+	"github.com/keelos/keel/internal/format"
 	"github.com/keelos/keel/internal/spec"
 )
 
@@ -18,6 +19,7 @@ func newBuildCmd(g *globalFlags) *cobra.Command {
 	var opts build.Options
 	var verify bool
 	var bf builderFlags
+	var n netFlags
 	cmd := &cobra.Command{
 		Use:   "build [SPEC...]",
 		Short: "Build OS images from spec files (default ./build.toml)",
@@ -26,7 +28,8 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 		Example: `  keel build
   keel build --format iso-efi,qcow2-efi --dir out build.toml prod.toml
   keel build --dry-run build.toml extra.toml
-  keel build --verify-reproducible --format iso-efi`,
+  keel build --verify-reproducible --format iso-efi
+  keel build --frozen   # build.lock's inputs, from the cache only: no network`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Specs = args
 			if len(opts.Specs) == 0 {
@@ -39,6 +42,13 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 			opts.Stdout = cmd.OutOrStdout()
 			opts.Log = g.logger(cmd.ErrOrStderr())
 			opts.Progress = cmd.ErrOrStderr()
+			opts.Locked, opts.Offline = n.isLocked(), n.isOffline()
+			if err := n.check(opts.Pull); err != nil {
+				return err
+			}
+			if verify && opts.Offline {
+				return usageError(errors.New("--verify-reproducible builds a second time from an empty cache, which needs downloads: not with --offline or --frozen"))
+			}
 			var err error
 			if opts.Formats, err = resolveFormats("--format", opts.Formats); err != nil {
 				return err
@@ -70,16 +80,37 @@ writes the requested output formats to --dir as NAME-ARCH-… files.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&opts.Formats, "format", nil, "output formats, repeated or comma separated (default: the spec's [output] formats)")
+	addArchFlag(cmd, g, "target architectures, comma separated: amd64,arm64 (default: the spec's, else the host's)")
+	f.StringSliceVar(&opts.Formats, "format", nil, "output formats, repeated or comma separated: "+strings.Join(format.Names(), ", ")+" (default: the spec's [output] formats)")
 	f.StringVar(&opts.Dir, "dir", ".", "directory the outputs are written to")
 	f.StringVar(&opts.Name, "name", "", "name prefix of the outputs (default: the spec's name)")
 	f.StringVar(&opts.Size, "size", "", "disk image size, like 1GiB (default: the spec's, else fit)")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print the merged spec and, as comments, each container's effective configuration and where it came from, and stop")
-	f.BoolVar(&opts.Locked, "locked", false, "fail if any input differs from build.lock")
+	addNetFlags(f, &n, "build.lock")
 	f.BoolVar(&verify, "verify-reproducible", false, "build a second time from an empty cache (other umask and time zone) and fail at the first output that differs")
 	f.BoolVar(&opts.Pull, "pull", false, "re-resolve registry references instead of using the cache")
 	addBuilderFlags(f, &bf)
+	if err := cmd.RegisterFlagCompletionFunc("format", completeFormats); err != nil {
+		panic(err) // the flag is defined just above
+	}
 	return cmd
+}
+
+// completeFormats completes the last of --format's comma-separated
+// names from the format table, each with what it is.
+func completeFormats(_ *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	done, _ := cutLast(toComplete, ",")
+	var out []string
+	for _, f := range format.All() {
+		out = append(out, done+f.Name+"\t"+f.Summary)
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
+}
+
+// cutLast returns s up to and including the last sep, and the rest.
+func cutLast(s, sep string) (before, after string) {
+	i := strings.LastIndex(s, sep)
+	return s[:i+len(sep)], s[i+len(sep):]
 }
 
 // sourceDateEpoch is the time every output is stamped with:
@@ -91,8 +122,8 @@ func sourceDateEpoch() time.Time {
 // checkBuildFlags rejects flag values the spec would reject, as bad usage.
 func checkBuildFlags(opts build.Options) error {
 	for _, f := range opts.Formats {
-		if !slices.Contains(spec.Formats, f) {
-			return usageError(fmt.Errorf("--format %q: want one of %s", f, strings.Join(spec.Formats, ", ")))
+		if _, ok := format.Lookup(f); !ok {
+			return usageError(fmt.Errorf("--format %q: want one of %s", f, strings.Join(format.Names(), ", ")))
 		}
 	}
 	if opts.Name != "" {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/keelos/keel/internal/cache"
 	"github.com/keelos/keel/internal/fstree"
+	"github.com/keelos/keel/internal/modindex"
 )
 
 func newCacheCmd(g *globalFlags) *cobra.Command {
@@ -50,6 +51,9 @@ func newCacheCmd(g *globalFlags) *cobra.Command {
 			Use:   "rm KEY...",
 			Short: "Forget cached images (run clean to free their space)",
 			Args:  usageArgs(cobra.MinimumNArgs(1)),
+			ValidArgsFunction: func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+				return cacheKeys(cmd, g), cobra.ShellCompDirectiveNoFileComp
+			},
 			RunE: func(cmd *cobra.Command, keys []string) error {
 				c, err := g.openCache(cmd)
 				if err != nil {
@@ -84,6 +88,15 @@ func newCacheCmd(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				mods, err := modindex.Open(c.ModIndexDir(), nil)
+				if err != nil {
+					return err
+				}
+				modTemps, modTempBytes, err := mods.Clean()
+				if err != nil {
+					return err
+				}
+				temps, tempBytes = temps+modTemps, tempBytes+modTempBytes
 				fmt.Fprintf(cmd.OutOrStdout(), "freed %d blobs (%s) and %d temporary files (%s)\n",
 					freed.Blobs, humanSize(freed.BlobBytes), freed.Temps+temps, humanSize(freed.TempBytes+tempBytes))
 				return nil
@@ -221,4 +234,22 @@ func newCacheExportCmd(g *globalFlags) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write (- for stdout)")
 	return cmd
+}
+
+// cacheKeys are the keys of the cached images and indexes, for shell
+// completion (none when the cache cannot be read).
+func cacheKeys(cmd *cobra.Command, g *globalFlags) []string {
+	c, err := g.openCache(cmd)
+	if err != nil {
+		return nil
+	}
+	items, err := c.List()
+	if err != nil {
+		return nil
+	}
+	keys := make([]string, len(items))
+	for i, it := range items {
+		keys[i] = it.Key
+	}
+	return keys
 }

@@ -291,16 +291,20 @@ func TestCacheCleanRemovesTemporaries(t *testing.T) {
 	// leaves behind.
 	put := filepath.Join(filepath.Dir(stored), ".put-123456")
 	blob := filepath.Join(c.Dir(), "tmp", "blob-123456")
-	for _, p := range []string{put, blob} {
+	index := filepath.Join(c.ModIndexDir(), ".put-123456")
+	if err := os.MkdirAll(c.ModIndexDir(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{put, blob, index} {
 		if err := os.WriteFile(p, bytes.Repeat([]byte("x"), 2048), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	code, stdout, stderr := keel(t, "--cache", c.Dir(), "cache", "clean")
-	if code != 0 || !strings.Contains(stdout, "freed 0 blobs (0 B) and 2 temporary files (4.0 KiB)") {
+	if code != 0 || !strings.Contains(stdout, "freed 0 blobs (0 B) and 3 temporary files (6.0 KiB)") {
 		t.Errorf("exit %d\n%s%s", code, stdout, stderr)
 	}
-	for _, p := range []string{put, blob} {
+	for _, p := range []string{put, blob, index} {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s survived: %v", p, err)
 		}

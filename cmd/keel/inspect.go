@@ -13,8 +13,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keelos/keel/internal/format"
 	"github.com/keelos/keel/internal/imageread"
+	"github.com/keelos/keel/internal/layout"
 	"github.com/keelos/keel/internal/sbom"
+	"github.com/keelos/keel/internal/spec"
 )
 
 // inspectReport is `keel inspect --json`: everything inspect prints, for
@@ -28,7 +31,8 @@ type inspectReport struct {
 	SpecSHA256 string           `json:"spec_sha256"` // of the spec as read from the image
 	Provenance *sbom.Provenance `json:"provenance"`
 	SBOM       *sbom.Summary    `json:"sbom"`
-	Warnings   []string         `json:"warnings,omitempty"`
+	Volumes    []inspectVolume  `json:"volumes"`
+	Warnings   []string         `json:"warnings"` // [] when there is none: the key is always there
 }
 
 func newInspectCmd() *cobra.Command {
@@ -39,11 +43,11 @@ func newInspectCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "inspect IMAGE",
 		Short: "Show what a built image was built from: spec, build.lock digest, SBOM",
-		Long: `Inspect reads /etc/keel from inside any output keel writes (NAME-ARCH-initrd.img
-or -kernel, .tar, .efi, any .iso, disk or VM image, .ova, -gce.tar.gz), without mounting or
-unpacking it, and prints the resolved spec the image was built from, the
-digests of that spec and of build.lock, and a summary of the image's SBOM
-(kernel, images by digest, Debian packages, Go modules).
+		Long: `Inspect reads /etc/keel from inside any output keel writes (NAME-ARCH` + outputSuffixes() + `),
+without mounting or unpacking it, and prints its format, the resolved spec
+the image was built from, the digests of that spec and of build.lock, and a
+summary of the image's SBOM (kernel, images by digest, Debian packages, Go
+modules).
 
 --file prints one file of the image's root instead, e.g.
   keel inspect --file /etc/keel/sbom.spdx.json host-amd64-efi.iso`,
@@ -98,20 +102,61 @@ digests of that spec and of build.lock, and a summary of the image's SBOM
 	return cmd
 }
 
+// inspectVolume is one [[volume]] of the image's spec and, on a disk
+// image, the GPT partition that holds it.
+type inspectVolume struct {
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+	// Partition is the volume's partition number on a disk image, 0 on a
+	// format without a disk (init then looks for a disk at boot).
+	Partition     int   `json:"partition,omitempty"`
+	PartitionSize int64 `json:"partition_size,omitempty"`
+}
+
+// volumes lists the volumes of the image's spec with their partitions.
+func volumes(im *imageread.Image, specData []byte) ([]inspectVolume, error) {
+	s, err := spec.Parse("/"+sbom.SpecPath, specData)
+	if err != nil {
+		return nil, err
+	}
+	out := []inspectVolume{}
+	for _, v := range s.Volumes {
+		iv := inspectVolume{Name: v.Name, Size: v.Size.Bytes()}
+		if p, ok := im.Partitions.ByName(v.Name); ok {
+			iv.Partition, iv.PartitionSize = p.Number, p.Size
+		}
+		out = append(out, iv)
+	}
+	return out, nil
+}
+
+// outputSuffixes lists the file names of every format, after NAME-ARCH.
+func outputSuffixes() string {
+	var suffixes []string
+	for _, f := range format.All() {
+		suffixes = append(suffixes, f.Suffixes...)
+	}
+	return strings.Join(suffixes, ", ")
+}
+
 // inspectImage reads /etc/keel in one pass over the image's root.
 func inspectImage(im *imageread.Image) (*inspectReport, error) {
 	files, _, err := im.ReadFiles(sbom.SpecPath, sbom.ProvenancePath, sbom.SBOMPath)
 	if err != nil {
 		return nil, err
 	}
-	spec, ok := files[sbom.SpecPath]
+	specData, ok := files[sbom.SpecPath]
 	if !ok {
 		return nil, fmt.Errorf("not a keel image: no /%s", sbom.SpecPath)
 	}
-	sum := sha256.Sum256(spec)
+	sum := sha256.Sum256(specData)
 	rep := &inspectReport{
 		Image: im.Path, Format: im.Format, Layers: im.Layers,
-		Spec: string(spec), SpecSHA256: hex.EncodeToString(sum[:]),
+		Spec: string(specData), SpecSHA256: hex.EncodeToString(sum[:]),
+		Warnings: []string{},
+	}
+	if rep.Volumes, err = volumes(im, specData); err != nil {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("/%s: %v", sbom.SpecPath, err))
 	}
 	if data, ok := files[sbom.ProvenancePath]; ok {
 		p, err := sbom.ParseProvenance(data)
@@ -154,6 +199,13 @@ func writeInspectText(w io.Writer, rep *inspectReport) error {
 	} else {
 		fmt.Fprintf(&b, "spec:        sha256:%s\n", rep.SpecSHA256)
 		fmt.Fprintf(&b, "build.lock:  unknown\n")
+	}
+	for _, v := range rep.Volumes {
+		where := "no partition in this image: at boot, a partition named so or an ext4 file system labelled so, else a tmpfs"
+		if v.Partition != 0 {
+			where = fmt.Sprintf("GPT partition %d, %d bytes", v.Partition, v.PartitionSize)
+		}
+		fmt.Fprintf(&b, "volume:      %s, %d bytes, mounted at %s (%s)\n", v.Name, v.Size, layout.VolumePath(v.Name), where)
 	}
 	for _, warn := range rep.Warnings {
 		fmt.Fprintf(&b, "warning:     %s\n", warn)

@@ -90,6 +90,19 @@ func TestInspectJSONAndFile(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
 		t.Fatalf("%v:\n%s", err, stdout)
 	}
+	// Every documented key is there, warnings too when there is none.
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(stdout), &keys); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"image", "format", "layers", "spec", "spec_sha256", "provenance", "sbom", "warnings"} {
+		if _, ok := keys[k]; !ok {
+			t.Errorf("--json lacks %q:\n%s", k, stdout)
+		}
+	}
+	if string(keys["warnings"]) != "[]" {
+		t.Errorf("warnings = %s, want []", keys["warnings"])
+	}
 	if rep.Format != "qcow2-efi" || rep.Spec != inspectSpec || rep.Provenance == nil ||
 		rep.Provenance.SpecSHA256 != rep.SpecSHA256 || rep.SBOM == nil || rep.SBOM.Counts["debian"] != 1 {
 		t.Fatalf("report %+v", rep)

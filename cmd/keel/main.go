@@ -195,7 +195,6 @@ as initramfs, UKI, ISO, raw, qcow2 and cloud images, without Docker or root.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.CacheDir, "cache", cache.DefaultDir(), "cache directory (KEEL_CACHE)")
-	pf.StringSliceVar(&g.Arch, "arch", nil, "target architectures, comma separated: amd64,arm64 (default: the spec's, else the host's)")
 	pf.CountVarP(&g.Verbose, "verbose", "v", "log more: -v info, -vv debug")
 
 	root.AddCommand(
@@ -204,6 +203,7 @@ as initramfs, UKI, ISO, raw, qcow2 and cloud images, without Docker or root.`,
 		newPkgCmd(g),
 		newCacheCmd(g),
 		newLockCmd(g),
+		newFetchCmd(g),
 		newInspectCmd(),
 		newConvertCmd(),
 		newVersionCmd(),
@@ -211,6 +211,26 @@ as initramfs, UKI, ISO, raw, qcow2 and cloud images, without Docker or root.`,
 		newRebuildCmd(),
 	)
 	return root
+}
+
+// addArchFlag gives --arch to the commands that build or boot for an
+// architecture; the others (version, inspect, …) have none to take.
+func addArchFlag(cmd *cobra.Command, g *globalFlags, usage string) {
+	cmd.Flags().StringSliceVar(&g.Arch, "arch", nil, usage)
+	// Registering fails only for a flag the command lacks.
+	_ = cmd.RegisterFlagCompletionFunc("arch", completeList(spec.Archs))
+}
+
+// completeList completes a comma-separated list of values.
+func completeList(values []string) cobra.CompletionFunc {
+	return func(_ *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		done, _ := cutLast(toComplete, ",")
+		out := make([]string, len(values))
+		for i, v := range values {
+			out[i] = done + v
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
+	}
 }
 
 func archIndex(a string) (int, bool) {

@@ -185,11 +185,31 @@ func TestBadUsageExitsTwo(t *testing.T) {
 		{"run", "qemu", "--disk", "data.raw,size=lots", "x.raw"},
 		{"run", "qemu", "--disk", "data.raw,size=0", "x.raw"},
 		{"version", "extra"},
+		// --arch is for the commands that build or boot for one.
+		{"version", "--arch", "amd64"},
+		{"completion", "bash", "--arch", "amd64"},
+		{"inspect", "--arch", "amd64", f},
+		{"cache", "ls", "--arch", "amd64"},
 		{"completion", "tcsh"},
 		{},
 	} {
 		if code, _, stderr := keel(t, args...); code != 2 {
 			t.Errorf("%q: exit %d, want 2; stderr: %s", args, code, stderr)
+		}
+	}
+}
+
+func TestArchFlagOnlyWhereUsed(t *testing.T) {
+	for cmd, want := range map[string]bool{
+		"build": true, "run qemu": true, "lock": true, "pkg build": true, "pkg push": true, "pkg show-tag": true,
+		"version": false, "inspect": false, "completion": false, "cache ls": false, "convert linuxkit": false,
+	} {
+		code, stdout, stderr := keel(t, append(strings.Fields(cmd), "--help")...)
+		if code != 0 {
+			t.Errorf("%s --help: exit %d: %s", cmd, code, stderr)
+		}
+		if got := strings.Contains(stdout, "--arch "); got != want {
+			t.Errorf("%s --help lists --arch: %v, want %v\n%s", cmd, got, want, stdout)
 		}
 	}
 }
@@ -203,6 +223,32 @@ func TestVersionAndCompletion(t *testing.T) {
 		code, stdout, stderr := keel(t, "completion", sh)
 		if code != 0 || !strings.Contains(stdout, "keel") {
 			t.Errorf("completion %s: exit %d, %d bytes, %s", sh, code, len(stdout), stderr)
+		}
+	}
+}
+
+// TestFlagValuesComplete asks cobra's completion command, as a shell
+// would, for the values of --arch, --format and --accel.
+func TestFlagValuesComplete(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"build", "--arch", ""}, []string{"amd64", "arm64"}},
+		{[]string{"build", "--arch", "amd64,"}, []string{"amd64,arm64"}},
+		{[]string{"lock", "--arch", ""}, []string{"amd64", "arm64"}},
+		{[]string{"build", "--format", "iso"}, []string{"iso-efi\t"}},
+		{[]string{"run", "qemu", "--accel", ""}, []string{"kvm", "tcg"}},
+	} {
+		code, stdout, stderr := keel(t, append([]string{"__complete"}, tc.args...)...)
+		if code != 0 {
+			t.Errorf("%q: exit %d: %s", tc.args, code, stderr)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(stdout, w) {
+				t.Errorf("%q: completions %q lack %q", tc.args, stdout, w)
+			}
 		}
 	}
 }

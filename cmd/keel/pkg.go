@@ -16,9 +16,12 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/keelos/keel/internal/build"
 	"github.com/keelos/keel/internal/cache"
 	"github.com/keelos/keel/internal/debian"
+	"github.com/keelos/keel/internal/lock"
 	"github.com/keelos/keel/internal/pkgbuild"
 )
 
@@ -46,6 +49,8 @@ func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 
 func newPkgBuildCmd(g *globalFlags) *cobra.Command {
 	var bf builderFlags
+	var n netFlags
+	var lockPath string
 	cmd := &cobra.Command{
 		Use:   "build DIR...",
 		Short: "Build package images into the cache, for each --arch (default: the host's)",
@@ -56,7 +61,11 @@ is cached too and printed as one more line.
 
 A package with [build] steps is solved by BuildKit on the daemon that
 --builder (or KEEL_BUILDKIT_HOST) names, unless the cache already holds
-it under the hash of its inputs: then no builder is contacted.`,
+it under the hash of its inputs: then no builder is contacted.
+
+With --locked, each [debian] section takes its packages from the lock
+file (--lock) instead of the mirror's indexes; with --offline nothing is
+downloaded.`,
 		Example: `  keel pkg build ./pkg/sshd
   keel pkg build --arch amd64,arm64 ./pkg/*
   keel pkg build --builder unix:///run/buildkit/buildkitd.sock examples/pkg/hello-c
@@ -68,14 +77,17 @@ it under the hash of its inputs: then no builder is contacted.`,
 			if len(archs) == 0 {
 				archs = []string{runtime.GOARCH}
 			}
-			b, err := g.packageBuilder(cmd.ErrOrStderr(), &bf)
+			b, err := g.packageBuilder(cmd.ErrOrStderr(), &bf, n.isOffline())
 			if err != nil {
+				return err
+			}
+			if err := n.pin(cmd.Context(), b, lockPath); err != nil {
 				return err
 			}
 			for _, dir := range dirs {
 				for _, arch := range archs {
 					if err := buildOne(cmd.Context(), b, dir, arch, cmd.OutOrStdout()); err != nil {
-						return err
+						return build.ExplainNetwork(err)
 					}
 				}
 				if len(archs) > 1 {
@@ -87,7 +99,9 @@ it under the hash of its inputs: then no builder is contacted.`,
 			return nil
 		},
 	}
+	addPkgNetFlags(cmd.Flags(), &n, &lockPath)
 	addBuilderFlags(cmd.Flags(), &bf)
+	addArchFlag(cmd, g, "target architectures, comma separated: amd64,arm64 (default: the host's)")
 	return cmd
 }
 
@@ -109,7 +123,8 @@ func buildIndex(ctx context.Context, b *pkgbuild.Builder, dir string, archs []st
 // packageBuilder opens the cache and the host's Debian mirror (when it
 // has one: packages without [debian] need none), with the BuildKit
 // builder bf names for packages with [build] steps.
-func (g *globalFlags) packageBuilder(progress io.Writer, bf *builderFlags) (*pkgbuild.Builder, error) {
+// With offline, it downloads nothing.
+func (g *globalFlags) packageBuilder(progress io.Writer, bf *builderFlags, offline bool) (*pkgbuild.Builder, error) {
 	bk, err := bf.config(progress)
 	if err != nil {
 		return nil, err
@@ -120,7 +135,7 @@ func (g *globalFlags) packageBuilder(progress io.Writer, bf *builderFlags) (*pkg
 	}
 	b := &pkgbuild.Builder{Cache: c, Epoch: sourceDateEpoch(), BuildKit: bk}
 	if mirror, err := debian.MirrorFromHost(); err == nil {
-		b.Debian = debian.NewClient(mirror, c)
+		b.Debian = build.NewDebianClient(mirror, c, offline)
 	} else {
 		g.logger(progress).Debug("no Debian mirror", "err", err)
 	}
@@ -201,7 +216,7 @@ package. Credentials come from the docker config and its credential helpers.`,
 			if err != nil {
 				return usageError(err)
 			}
-			b, err := g.packageBuilder(cmd.ErrOrStderr(), &bf)
+			b, err := g.packageBuilder(cmd.ErrOrStderr(), &bf, false)
 			if err != nil {
 				return err
 			}
@@ -216,36 +231,65 @@ package. Credentials come from the docker config and its credential helpers.`,
 		},
 	}
 	addBuilderFlags(cmd.Flags(), &bf)
+	addArchFlag(cmd, g, "architectures of the image index, comma separated (default: amd64,arm64)")
 	return cmd
 }
 
 func newPkgShowTagCmd(g *globalFlags) *cobra.Command {
 	var bf builderFlags
+	var n netFlags
+	var lockPath string
 	cmd := &cobra.Command{
 		Use:   "show-tag DIR...",
 		Short: "Print NAME:TAG, the tag keel pkg push gives each package, without building",
 		Long: `Show-tag prints, for each package directory, NAME:TAG where TAG is the hash
 of the package's inputs for each --arch (default: all): the tag keel pkg
 push gives it when pushed to a REGISTRY/REPO. Nothing is built or pushed.`,
-		Example: `  keel pkg show-tag ./pkg/sshd`,
-		Args:    usageArgs(cobra.MinimumNArgs(1)),
+		Example: `  keel pkg show-tag ./pkg/sshd
+  keel pkg show-tag --frozen --lock build.lock ./pkg/sshd`,
+		Args: usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := g.packageBuilder(cmd.ErrOrStderr(), &bf)
+			b, err := g.packageBuilder(cmd.ErrOrStderr(), &bf, n.isOffline())
 			if err != nil {
+				return err
+			}
+			if err := n.pin(cmd.Context(), b, lockPath); err != nil {
 				return err
 			}
 			for _, dir := range args {
 				key, err := b.IndexKey(cmd.Context(), dir, pkgArchs(g))
 				if err != nil {
-					return err
+					return build.ExplainNetwork(err)
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), key)
 			}
 			return nil
 		},
 	}
+	addPkgNetFlags(cmd.Flags(), &n, &lockPath)
 	addBuilderFlags(cmd.Flags(), &bf)
+	addArchFlag(cmd, g, "architectures of the image index, comma separated (default: amd64,arm64)")
 	return cmd
+}
+
+// addPkgNetFlags adds --locked, --offline, --frozen and --lock, the lock
+// file that pins the packages' [debian] sections.
+func addPkgNetFlags(f *pflag.FlagSet, n *netFlags, lockPath *string) {
+	addNetFlags(f, n, "--lock")
+	f.StringVar(lockPath, "lock", lock.FileName, "the lock file --locked reads")
+}
+
+// pin gives b the [debian] pins of the lock file at path, with --locked.
+func (n netFlags) pin(ctx context.Context, b *pkgbuild.Builder, path string) error {
+	if !n.isLocked() {
+		return nil
+	}
+	f, err := lock.Read(ctx, path)
+	if err != nil {
+		return fmt.Errorf("--locked: %w (run `keel lock` first)", err)
+	}
+	b.Locked = &f
+	return nil
 }
 
 // pkgArchs is --arch, or every architecture keel builds for.

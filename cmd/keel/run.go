@@ -87,6 +87,7 @@ format=qcow2 or a .qcow2 name).`,
 		},
 	}
 	f := cmd.Flags()
+	addArchFlag(cmd, g, "architecture of the guest (default: what the image says)")
 	f.IntVar(&opts.Mem, "mem", 1024, "memory in MiB")
 	f.IntVar(&opts.CPUs, "cpus", 1, "virtual CPUs")
 	f.StringArrayVar(&disks, "disk", nil, "extra disk FILE[,size=S][,format=raw|qcow2|vpc|vmdk] (repeatable)")
@@ -100,6 +101,7 @@ format=qcow2 or a .qcow2 name).`,
 	f.BoolVar(&opts.USB, "usb", false, "attach the image as a USB disk, as a stick (a hybrid iso, or a disk image)")
 	f.StringArrayVar(&appends, "append", nil, "extra kernel command line arguments (kernel+initrd images)")
 	f.StringVar(&opts.Accel, "accel", "", "kvm or tcg (default: kvm when usable)")
+	_ = cmd.RegisterFlagCompletionFunc("accel", cobra.FixedCompletions([]string{"kvm", "tcg"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/initramfs"
+	"github.com/keelos/keel/internal/layout"
 )
 
 // rootTree is the reference image's root, read back from its .tar output.
@@ -55,7 +56,7 @@ func loadRoot(cfg *config, outputs string) (*rootTree, error) {
 // part names what a root path belongs to.
 func part(p string) string {
 	switch {
-	case p == "init" || p == "usr/bin/keel-ctl":
+	case p == layout.Init || p == layout.KeelCtl:
 		return "init (/init, keel-ctl)"
 	case p == "lib/modules" || strings.HasPrefix(p, "lib/modules/"):
 		return "modules (/lib/modules)"

@@ -2,34 +2,41 @@ package build
 
 import (
 	"fmt"
-	"slices"
+	"strings"
 
+	"github.com/keelos/keel/internal/format"
 	"github.com/keelos/keel/internal/spec"
 )
 
-// archOnly are the formats that boot on one architecture only: BIOS boot
-// is x86's, and the Pi's firmware starts arm64 kernels.
-var archOnly = []struct {
-	format, arch, why, instead string
-}{
-	{"iso-bios", "amd64", "BIOS boot is x86 only", "use iso-efi, or iso"},
-	{"raw-bios", "amd64", "BIOS boot is x86 only", "use raw-efi, or raw"},
-	{"qcow2-bios", "amd64", "BIOS boot is x86 only", "use qcow2-efi"},
-	{"rpi", "arm64", "Raspberry Pi 4/5 images are arm64 only", "use --arch arm64"},
-}
-
-// checkArchFormats refuses, before anything is built, a format asked for
-// an architecture that cannot boot it.
-func checkArchFormats(s *spec.Spec) error {
-	for _, o := range archOnly {
-		if !slices.Contains(s.Output.Formats, o.format) {
-			continue
+// checkFormats refuses, before anything is built, what the format table
+// says cannot be: a format keel does not know (Options.Formats skip the
+// spec's validation), one asked for an architecture that cannot boot it,
+// and a root on disk with a format that has no disk to carry it.
+func checkFormats(s *spec.Spec) error {
+	var noDisk []string
+	for _, name := range s.Output.Formats {
+		f, ok := format.Lookup(name)
+		if !ok {
+			return fmt.Errorf("unknown output format %q (one of %s)", name, strings.Join(format.Names(), ", "))
 		}
 		for _, a := range s.Arch {
-			if a != o.arch {
-				return fmt.Errorf("output format %q: %s, not %s (%s)", o.format, o.why, a, o.instead)
+			if !f.Boots(a) {
+				return fmt.Errorf("output format %q: %s, not %s (%s)", f.Name, f.ArchWhy, a, f.Instead)
 			}
 		}
+		if !f.CarriesDiskRoot() {
+			noDisk = append(noDisk, f.Name)
+		}
+	}
+	if rootOnDisk(s) && len(noDisk) > 0 {
+		var disks []string
+		for _, f := range format.All() {
+			if f.From.Disk() {
+				disks = append(disks, f.Name)
+			}
+		}
+		return fmt.Errorf("output root %q is a disk partition, which %s cannot carry: build a disk format (%s), or set [output] root = \"initrd\"",
+			s.Output.Root, strings.Join(noDisk, ", "), strings.Join(disks, ", "))
 	}
 	return nil
 }

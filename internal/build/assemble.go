@@ -19,6 +19,8 @@ import (
 	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/hostfile"
 	"github.com/keelos/keel/internal/kmod"
+	"github.com/keelos/keel/internal/layout"
+	"github.com/keelos/keel/internal/modindex"
 	"github.com/keelos/keel/internal/pkgbuild"
 	"github.com/keelos/keel/internal/runtimeconfig"
 	"github.com/keelos/keel/internal/sbom"
@@ -47,6 +49,7 @@ type builder struct {
 	packages *pkgbuild.Builder
 	epoch    time.Time
 	trees    map[string]*fstree.Tree // image digest → its flattened tree
+	modules  *modindex.Index         // kernels' module indexes, in the cache
 	stage    string                  // the staging directory outputs are written to
 }
 
@@ -55,8 +58,8 @@ type system struct {
 	arch    string
 	root    *fstree.Tree
 	kernel  []byte
-	cmdline string
-	sbom    []byte       // SPDX JSON, also at /etc/keel/sbom.spdx.json
+	cmdline kernelCmdline
+	sbom    []byte       // SPDX JSON, also at layout.SBOM
 	ktree   *fstree.Tree // the kernel image's files (device trees for rpi)
 	// With the root on disk (rootfs.go): the initramfs's own tree and
 	// the root partition's image.
@@ -76,6 +79,7 @@ func (b *builder) buildArch(ctx context.Context, arch string) ([]Output, []fstre
 	if err != nil {
 		return nil, nil, err
 	}
+	defer sys.rootImage.close()
 	outs, err := b.writeOutputs(ctx, sys)
 	if err != nil {
 		return nil, nil, err
@@ -154,7 +158,7 @@ func (b *builder) assemble(ctx context.Context, arch string) (*system, error) {
 			return nil, fmt.Errorf("init image %s: %w", ref.Ref, err)
 		}
 	}
-	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "var/log", "etc/keel", "containers"} {
+	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", layout.LogDir, layout.KeelDir, layout.ContainersDir} {
 		if err := addDir(root, d, 0o755); err != nil {
 			return nil, err
 		}
@@ -162,7 +166,7 @@ func (b *builder) assemble(ctx context.Context, arch string) (*system, error) {
 
 	// The kernel opens /dev/console for init before devtmpfs is mounted;
 	// without the node init starts with no stdin, stdout or stderr.
-	if err := root.Add(fstree.Entry{Path: "dev/console", Mode: fs.ModeDevice | fs.ModeCharDevice | 0o600, Devmajor: 5, Devminor: 1}); err != nil {
+	if err := root.Add(fstree.Entry{Path: layout.Console, Mode: fs.ModeDevice | fs.ModeCharDevice | 0o600, Devmajor: 5, Devminor: 1}); err != nil {
 		return nil, err
 	}
 
@@ -184,17 +188,17 @@ func (b *builder) assemble(ctx context.Context, arch string) (*system, error) {
 	kinds := []struct {
 		kind, dir string
 		list      []spec.Container
-		numbered  bool
+		ordered   bool
 	}{
-		{"onboot", "onboot", s.Onboot, true},
-		{"service", "services", s.Services, false},
-		{"onshutdown", "onshutdown", s.Onshutdown, true},
+		{layout.KindOnboot, layout.OnbootDir, s.Onboot, true},
+		{layout.KindService, layout.ServicesDir, s.Services, false},
+		{layout.KindOnshutdown, layout.OnshutdownDir, s.Onshutdown, true},
 	}
 	for _, k := range kinds {
 		for i, c := range k.list {
-			dir := path.Join("containers", k.dir, c.Name)
-			if k.numbered {
-				dir = path.Join("containers", k.dir, fmt.Sprintf("%03d-%s", i, c.Name))
+			dir := path.Join(k.dir, c.Name)
+			if k.ordered {
+				dir = path.Join(k.dir, layout.OrderedBundle(i, c.Name))
 			}
 			if err := b.addContainer(ctx, root, m, arch, k.kind, dir, c); err != nil {
 				return nil, fmt.Errorf("%s %q: %w", k.kind, c.Name, err)
@@ -202,6 +206,9 @@ func (b *builder) assemble(ctx context.Context, arch string) (*system, error) {
 		}
 	}
 
+	if err := b.addVolumes(ctx, root, arch); err != nil {
+		return nil, err
+	}
 	for _, f := range s.Files {
 		if err := addFile(ctx, root, f); err != nil {
 			return nil, fmt.Errorf("file %s: %w", f.Path, err)
@@ -218,20 +225,15 @@ func (b *builder) assemble(ctx context.Context, arch string) (*system, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &system{arch: arch, root: root, kernel: kernel, cmdline: Cmdline(s.Kernel.Cmdline, arch), sbom: doc, ktree: ktree}, nil
-}
-
-// Cmdline is the kernel command line of an image: the spec's, with the
-// architecture's serial console first when the spec names no console.
-func Cmdline(specCmdline, arch string) string {
-	if strings.Contains(specCmdline, "console=") {
-		return strings.TrimSpace(specCmdline)
+	img, initrdRoot, err := b.writeRootImage(ctx, arch, root)
+	if err != nil {
+		return nil, err
 	}
-	console := "console=tty0 console=ttyS0"
-	if arch == "arm64" {
-		console = "console=ttyAMA0"
-	}
-	return strings.TrimSpace(console + " " + specCmdline)
+	return &system{
+		arch: arch, root: root, kernel: kernel, sbom: doc, ktree: ktree,
+		initrdRoot: initrdRoot, rootImage: img,
+		cmdline: newKernelCmdline(s.Kernel.Cmdline, arch, img.cmdline()...),
+	}, nil
 }
 
 // findKernel finds the kernel in a kernel image: /kernel (LinuxKit's
@@ -275,7 +277,7 @@ func findKernel(t *fstree.Tree) ([]byte, string, error) {
 
 // addModules puts the modules the spec asks for (and the default ones
 // this kernel has), with their dependencies, into the root and writes the
-// load order to /etc/keel/modules.
+// load order to layout.Modules.
 func (b *builder) addModules(ctx context.Context, root, ktree *fstree.Tree, version string) error {
 	prefix := "lib/modules/" + version + "/"
 	// Debian's kernels from trixie on ship their modules under /usr
@@ -287,7 +289,8 @@ func (b *builder) addModules(ctx context.Context, root, ktree *fstree.Tree, vers
 		}
 	}
 	set := kmod.Set{Modules: map[string]kmod.Module{}, Builtin: map[string]bool{}}
-	byName := map[string]*fstree.Entry{}
+	var files []modindex.File
+	entries := map[string]*fstree.Entry{} // by path in the module tree
 	for _, e := range ktree.Entries() {
 		if !strings.HasPrefix(e.Path, src) || !e.Mode.IsRegular() {
 			continue
@@ -301,29 +304,30 @@ func (b *builder) addModules(ctx context.Context, root, ktree *fstree.Tree, vers
 			set.Builtin = kmod.ParseBuiltin(data)
 			continue
 		}
-		if !kmod.IsModuleFile(rel) {
-			continue
+		if kmod.IsModuleFile(rel) {
+			files = append(files, modindex.File{Path: rel, Digest: e.Digest})
+			entries[rel] = e
 		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rc, err := ktree.Open(e)
-		if err != nil {
-			return err
-		}
-		m, err := kmod.Parse(rel, rc)
-		rc.Close()
-		if err != nil {
-			return err
-		}
+	}
+	// Only a kernel seen for the first time has its modules read (and
+	// decompressed); the selected ones are copied as they are.
+	mods, err := b.modules.Modules(ctx, files, func(f modindex.File) (io.ReadCloser, error) {
+		return ktree.Open(entries[f.Path])
+	}, func(msg string) { b.logf("kernel: %s", msg) })
+	if err != nil {
+		return err
+	}
+	byName := map[string]*fstree.Entry{}
+	for _, m := range mods {
 		set.Modules[m.Name] = m
-		byName[m.Name] = e
+		byName[m.Name] = entries[m.Path]
 	}
 	if version == "" || len(set.Modules) == 0 && len(b.spec.Kernel.Modules) > 0 {
 		return fmt.Errorf("no module tree under /lib/modules")
 	}
 	rootRequired, rootOptional := b.rootModules()
-	order, err := set.Order(slices.Concat(b.spec.Kernel.Modules, rootRequired), slices.Concat(defaultModules, rootOptional))
+	volRequired, volOptional := volumeModules(b.spec.Volumes)
+	order, err := set.Order(slices.Concat(b.spec.Kernel.Modules, rootRequired, volRequired), slices.Concat(defaultModules, rootOptional, volOptional))
 	if err != nil {
 		return err
 	}
@@ -345,7 +349,7 @@ func (b *builder) addModules(ctx context.Context, root, ktree *fstree.Tree, vers
 			}
 		}
 	}
-	return root.AddFile("etc/keel/modules", 0o644, 0, 0, &list)
+	return root.AddFile(layout.Modules, 0o644, 0, 0, &list)
 }
 
 func readEntry(t *fstree.Tree, e *fstree.Entry) ([]byte, error) {
@@ -357,9 +361,9 @@ func readEntry(t *fstree.Tree, e *fstree.Entry) ([]byte, error) {
 	return io.ReadAll(rc)
 }
 
-// addContainer places one container: its image's tree as rootfs and an
-// OCI config.json from image config ← label ← spec entry, checked by
-// effectiveConfig.
+// addContainer places one container's bundle in dir: its image's tree as
+// layout.BundleRootfs and the OCI document (layout.BundleConfig) from
+// image config ← label ← spec entry, checked by effectiveConfig.
 func (b *builder) addContainer(ctx context.Context, root *fstree.Tree, m *bom, arch, kind, dir string, c spec.Container) error {
 	img, origin, err := b.resolve(ctx, c.Image, arch, kind+" "+c.Name)
 	if err != nil {
@@ -372,7 +376,7 @@ func (b *builder) addContainer(ctx context.Context, root *fstree.Tree, m *bom, a
 	if err != nil {
 		return fmt.Errorf("image config: %w", err)
 	}
-	cc, err := effectiveConfig(kind, c, origin, cf, b.opts.Specs)
+	cc, err := effectiveConfig(kind, c, origin, cf, b.spec.Volumes, b.opts.Specs)
 	if err != nil {
 		return err
 	}
@@ -387,17 +391,18 @@ func (b *builder) addContainer(ctx context.Context, root *fstree.Tree, m *bom, a
 	if err != nil {
 		return fmt.Errorf("image %s: %w", c.Image.Ref, err)
 	}
-	if err := root.Graft(dir+"/rootfs", t); err != nil {
+	rootfs := path.Join(dir, layout.BundleRootfs)
+	if err := root.Graft(rootfs, t); err != nil {
 		return err
 	}
 	for _, d := range []string{"proc", "sys", "dev", "tmp", "run", "etc"} {
 		if _, ok := t.Get(d); !ok {
-			if err := addDir(root, dir+"/rootfs/"+d, 0o755); err != nil {
+			if err := addDir(root, path.Join(rootfs, d), 0o755); err != nil {
 				return err
 			}
 		}
 	}
-	return root.AddFile(dir+"/config.json", 0o644, 0, 0, bytes.NewReader(cfgJSON))
+	return root.AddFile(path.Join(dir, layout.BundleConfig), 0o644, 0, 0, bytes.NewReader(cfgJSON))
 }
 
 func addDir(t *fstree.Tree, p string, mode fs.FileMode) error {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/keelos/keel/internal/disk"
@@ -34,7 +33,7 @@ var grubModules = []string{"biosdisk", "part_gpt", "linux"}
 // .initrd sections.
 type grubBoot struct {
 	read           grubpc.ReadFile
-	cmdline        string
+	cmdline        kernelCmdline
 	kernel, initrd bootPiece
 }
 
@@ -62,7 +61,7 @@ func (b *builder) grubFiles(ctx context.Context) (grubpc.ReadFile, error) {
 
 // hybridDisk adds GRUB's BIOS boot path to an EFI disk, whose ESP holds
 // ukiData at bootName.
-func hybridDisk(efi bootDisk, bootName string, read grubpc.ReadFile, ukiData []byte, cmdline string) (bootDisk, error) {
+func hybridDisk(efi bootDisk, bootName string, read grubpc.ReadFile, ukiData []byte, cmdline kernelCmdline) (bootDisk, error) {
 	u, err := uki.Open(bytes.NewReader(ukiData), int64(len(ukiData)))
 	if err != nil {
 		return bootDisk{}, err
@@ -94,7 +93,7 @@ func hybridDisk(efi bootDisk, bootName string, read grubpc.ReadFile, ukiData []b
 
 // biosDisk boots only through a BIOS: the kernel and initramfs in a FAT
 // boot partition (an extended boot loader partition, not an ESP).
-func biosDisk(read grubpc.ReadFile, kernel, initrd []byte, cmdline string, size int64, name string, epoch time.Time) bootDisk {
+func biosDisk(read grubpc.ReadFile, kernel, initrd []byte, cmdline kernelCmdline, size int64, name string, epoch time.Time) bootDisk {
 	const kernelPath, initrdPath = "KEEL/VMLINUZ", "KEEL/INITRD.IMG"
 	return bootDisk{
 		name: name,
@@ -150,7 +149,7 @@ func (g *grubBoot) install(f *os.File, opts disk.EFIOptions) error {
 	if err != nil {
 		return err
 	}
-	config := fmt.Sprintf("linux %s %s\ninitrd %s\nboot\n", kernel, grubQuote(g.cmdline), initrd)
+	config := fmt.Sprintf("linux %s %s\ninitrd %s\nboot\n", kernel, g.cmdline.grub(), initrd)
 	img, err := grubpc.Build(g.read, grubpc.Options{
 		Modules: grubModules,
 		Prefix:  "(,gpt1)", // the boot partition of the disk the BIOS booted
@@ -170,34 +169,4 @@ func (g *grubBoot) install(f *os.File, opts disk.EFIOptions) error {
 		return fmt.Errorf("grub: %w", err)
 	}
 	return nil
-}
-
-// grubQuote writes a kernel command line for GRUB's parser: each word
-// (split as the kernel splits them, double quotes kept) in single quotes,
-// so nothing in it is expanded or split again.
-func grubQuote(cmdline string) string {
-	var words []string
-	var cur strings.Builder
-	quoted := false
-	for _, r := range cmdline {
-		switch {
-		case r == '"':
-			quoted = !quoted
-			cur.WriteRune(r)
-		case (r == ' ' || r == '\t' || r == '\n') && !quoted:
-			if cur.Len() > 0 {
-				words = append(words, cur.String())
-				cur.Reset()
-			}
-		default:
-			cur.WriteRune(r)
-		}
-	}
-	if cur.Len() > 0 {
-		words = append(words, cur.String())
-	}
-	for i, w := range words {
-		words[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
-	}
-	return strings.Join(words, " ")
 }

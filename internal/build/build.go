@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
@@ -19,6 +18,8 @@ import (
 	"github.com/keelos/keel/internal/debian"
 	"github.com/keelos/keel/internal/epoch"
 	"github.com/keelos/keel/internal/fstree"
+	"github.com/keelos/keel/internal/lock"
+	"github.com/keelos/keel/internal/modindex"
 	"github.com/keelos/keel/internal/outdir"
 	"github.com/keelos/keel/internal/pkgbuild"
 	"github.com/keelos/keel/internal/source"
@@ -34,7 +35,8 @@ type Options struct {
 	Arch     []string // overrides the spec's arch when set
 	Size     string   // overrides [output] size when set
 	DryRun   bool     // print the merged spec and each container's effective configuration to Stdout, and stop
-	Locked   bool     // fail if anything would differ from build.lock
+	Locked   bool     // fail if anything would differ from build.lock; take every image digest and Debian package from it
+	Offline  bool     // download nothing: use only what the cache holds
 	Pull     bool     // re-resolve registry references
 	CacheDir string   // "" = cache.DefaultDir()
 	Version  string   // keel's version, recorded in /etc/keel/provenance.json
@@ -116,15 +118,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	if !opts.DryRun {
-		for _, f := range s.Output.Formats {
-			if !slices.Contains(supportedFormats, f) {
-				return nil, fmt.Errorf("output format %q: not implemented yet (supported: %s)", f, strings.Join(supportedFormats, ", "))
-			}
-		}
-		if err := checkArchFormats(s); err != nil {
-			return nil, err
-		}
-		if err := checkRoot(s); err != nil {
+		if err := checkFormats(s); err != nil {
 			return nil, err
 		}
 		if err := checkSources(ctx, s); err != nil {
@@ -146,12 +140,21 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	var deb *debian.Client
 	if mirror, err := debian.MirrorFromHost(); err == nil {
-		deb = debian.NewClient(mirror, c)
+		deb = NewDebianClient(mirror, c, opts.Offline)
 	} else {
 		opts.Log.Debug("no Debian mirror", "err", err)
 	}
-	pb := &pkgbuild.Builder{Cache: c, Debian: deb, Epoch: stamp, Progress: opts.progress, BuildKit: opts.BuildKit}
-	res := &source.Resolver{Cache: c, Packages: pb, Pull: opts.Pull}
+	var locked *lock.File
+	if opts.Locked && !opts.DryRun {
+		if locked, err = readLock(ctx, opts.Specs[0]); err != nil {
+			return nil, err
+		}
+		if err := checkLockArchs(*locked, s.Arch); err != nil {
+			return nil, err
+		}
+	}
+	pb := &pkgbuild.Builder{Cache: c, Debian: deb, Epoch: stamp, Progress: opts.progress, BuildKit: opts.BuildKit, Locked: locked}
+	res := &source.Resolver{Cache: c, Packages: pb, Pull: opts.Pull, Offline: opts.Offline, Locked: locked}
 	if opts.DryRun {
 		return &Result{}, dryRun(ctx, opts, s, res)
 	}
@@ -159,10 +162,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	modules, err := modindex.Open(c.ModIndexDir(), opts.warn)
+	if err != nil {
+		return nil, err
+	}
 
-	if opts.Locked {
-		if err := checkLocked(ctx, res, s, opts.Specs[0]); err != nil {
-			return nil, err
+	if locked != nil {
+		if err := checkLocked(ctx, res, s, *locked, opts.Specs[0]); err != nil {
+			return nil, ExplainNetwork(err)
 		}
 	}
 	// The outputs of every architecture are one set, written to a staging
@@ -173,7 +180,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("output directory %s: %w", opts.Dir, err)
 	}
 	defer out.Close()
-	b := &builder{spec: s, opts: opts, store: store, resolver: res, packages: pb, epoch: stamp, trees: map[string]*fstree.Tree{}, stage: out.Staging()}
+	b := &builder{spec: s, opts: opts, store: store, resolver: res, packages: pb, epoch: stamp, trees: map[string]*fstree.Tree{}, modules: modules, stage: out.Staging()}
 	result := &Result{Roots: map[string][]fstree.Entry{}}
 	// failed says what became of the set when the build did not finish.
 	failed := func(err error) error {
@@ -188,7 +195,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	for _, arch := range s.Arch {
 		outs, root, err := b.buildArch(ctx, arch)
 		if err != nil {
-			return nil, failed(fmt.Errorf("%s: %w", arch, err))
+			return nil, failed(ExplainNetwork(fmt.Errorf("%s: %w", arch, err)))
 		}
 		result.Outputs = append(result.Outputs, outs...)
 		result.Roots[arch] = root

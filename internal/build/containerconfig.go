@@ -41,7 +41,8 @@ type containerConfig struct {
 // The label of an image not built from a package directory is untrusted:
 // the keys in it that widen privilege must be allowed or set by the spec
 // entry. specFiles name the spec in the error that says how to allow them.
-func effectiveConfig(kind string, c spec.Container, origin source.Origin, cf *v1.ConfigFile, specFiles []string) (*containerConfig, error) {
+// A bind may name one of volumes as its source.
+func effectiveConfig(kind string, c spec.Container, origin source.Origin, cf *v1.ConfigFile, volumes []spec.Volume, specFiles []string) (*containerConfig, error) {
 	what := fmt.Sprintf("image %s (%s)", c.Image.Ref, origin)
 	img := spec.ImageConfig{
 		Entrypoint: cf.Config.Entrypoint, Cmd: cf.Config.Cmd, Env: cf.Config.Env,
@@ -66,7 +67,14 @@ func effectiveConfig(kind string, c spec.Container, origin source.Origin, cf *v1
 	if err := merged.CheckSysctls(); err != nil {
 		return nil, err
 	}
-	oci, err := runtimeconfig.Generate(c.Name, kind, merged, cf.Config)
+	// A bind of a volume by name runs as a bind of the volume's mount
+	// point; what --dry-run shows keeps the name.
+	run := merged
+	var err error
+	if run.Binds, err = spec.ResolveVolumeBinds(merged.Binds, volumes); err != nil {
+		return nil, err
+	}
+	oci, err := runtimeconfig.Generate(c.Name, kind, run, cf.Config)
 	if err != nil {
 		return nil, err
 	}

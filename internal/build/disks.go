@@ -14,24 +14,13 @@ import (
 
 	"github.com/keelos/keel/internal/ctxio"
 	"github.com/keelos/keel/internal/disk"
+	"github.com/keelos/keel/internal/format"
 	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/gnutar"
 	"github.com/keelos/keel/internal/ova"
 	"github.com/keelos/keel/internal/qcow2"
 	"github.com/keelos/keel/internal/vhd"
 	"github.com/keelos/keel/internal/vmdk"
-)
-
-// The disk formats, by the disk they are made from. The VM and cloud
-// formats are the disk for every machine: on amd64 it boots through EFI
-// and through a BIOS (Azure generation 1, Compute Engine and EC2 without
-// UEFI, VMware's default), elsewhere through EFI.
-var (
-	efiFormats   = []string{"raw-efi", "qcow2-efi"}
-	biosFormats  = []string{"raw-bios", "qcow2-bios"}
-	vmFormats    = []string{"raw", "vhd", "dynamic-vhd", "vhdx", "vmdk", "ova"}
-	cloudFormats = []string{"gce", "aws"}
-	diskFormats  = slices.Concat(efiFormats, biosFormats, vmFormats, cloudFormats)
 )
 
 const gib = 1 << 30
@@ -89,47 +78,6 @@ func (d bootDisk) cloud() (bootDisk, error) {
 	return d, nil
 }
 
-// converter writes one format from the raw disk.
-type converter struct {
-	format, suffix string
-	write          func(w io.Writer, src io.ReaderAt, size int64) error
-}
-
-// diskSet is one raw disk and the formats made from it.
-type diskSet struct {
-	raw, rawSuffix string // the raw disk's own format
-	disk           bootDisk
-	converters     []converter
-}
-
-func (s diskSet) formats() []string {
-	out := []string{s.raw}
-	for _, c := range s.converters {
-		out = append(out, c.format)
-	}
-	if s.raw == "raw" {
-		out = append(out, "ova")
-	}
-	return out
-}
-
-// vmConverters are the formats that re-encode the disk for every machine.
-func (b *builder) vmConverters(d bootDisk) []converter {
-	id := contentID(d.opts.Seed)
-	name := d.name
-	vhdOpts := vhd.Options{UUID: id, Mtime: b.epoch}
-	return []converter{
-		{"vhd", ".vhd", func(w io.Writer, src io.ReaderAt, size int64) error { return vhd.WriteFixed(w, src, size, vhdOpts) }},
-		{"dynamic-vhd", "-dynamic.vhd", func(w io.Writer, src io.ReaderAt, size int64) error {
-			return vhd.WriteDynamic(w, src, size, vhdOpts)
-		}},
-		{"vhdx", ".vhdx", func(w io.Writer, src io.ReaderAt, size int64) error { return vhd.WriteVHDX(w, src, size, vhdOpts) }},
-		{"vmdk", ".vmdk", func(w io.Writer, src io.ReaderAt, size int64) error {
-			return writeVMDK(w, src, size, id, filepath.Base(name)+".vmdk")
-		}},
-	}
-}
-
 // writeVMDK writes a stream-optimized VMDK whose descriptor names the
 // file it will be (readers such as libvmdk open the extent by that name).
 func writeVMDK(w io.Writer, src io.ReaderAt, size int64, id [16]byte, fileName string) error {
@@ -148,180 +96,228 @@ func contentID(seed string) [16]byte {
 	return id
 }
 
-// writeDisks writes every disk format asked for. Each raw disk is written
-// once (kept as its raw output or as a temporary file) and converted; gce
-// and aws get their own whole-GiB disk unless the raw one already is.
-func (b *builder) writeDisks(ctx context.Context, sys *system, base, bootName string, ukiData, initrd []byte, has func(...string) bool, record func(format, path string, size int64)) error {
-	size := b.spec.Output.Size.Bytes() // 0: fit
-	name := b.spec.Name + "-" + sys.arch
-	efi := efiDisk(bootName, ukiData, size, name, b.epoch)
-	efi.opts.Partitions = append(efi.opts.Partitions, sys.rootPartitions()...)
-	vm := efi
-	var bios *bootDisk
-	if sys.arch == "amd64" && has(slices.Concat(biosFormats, vmFormats, cloudFormats)...) {
-		grub, err := b.grubFiles(ctx)
+// disk is the plan of the disk s, made once.
+func (o *archOutputs) disk(ctx context.Context, s format.Source) (bootDisk, error) {
+	if d, ok := o.disks[s]; ok {
+		return d, nil
+	}
+	var d bootDisk
+	size := o.b.spec.Output.Size.Bytes() // 0: fit
+	name := o.b.spec.Name + "-" + o.sys.arch
+	bootName := efiBootName(o.sys.arch)
+	switch s {
+	case format.EFIDisk:
+		uki, err := o.ukiImage(ctx)
 		if err != nil {
-			return err
+			return bootDisk{}, err
 		}
-		if vm, err = hybridDisk(efi, bootName, grub, ukiData, sys.cmdline); err != nil {
-			return err
+		d = efiDisk(bootName, uki, size, name, o.b.epoch)
+		d.opts.Partitions = slices.Concat(d.opts.Partitions, o.sys.rootPartitions(), volumePartitions(o.b.spec.Volumes))
+	case format.VMDisk:
+		// The disk for every machine: on amd64 it boots through EFI and
+		// through a BIOS (Azure generation 1, Compute Engine and EC2
+		// without UEFI, VMware's default), elsewhere through EFI.
+		efi, err := o.disk(ctx, format.EFIDisk)
+		if err != nil || o.sys.arch != "amd64" {
+			return efi, err
 		}
-		d := biosDisk(grub, sys.kernel, initrd, sys.cmdline, size, name, b.epoch)
-		d.opts.Partitions = append(d.opts.Partitions, sys.rootPartitions()...)
-		bios = &d
-	}
-	sets := []diskSet{
-		{raw: "raw-efi", rawSuffix: "-efi.raw", disk: efi, converters: []converter{{"qcow2-efi", "-efi.qcow2", qcow2.Write}}},
-		{raw: "raw", rawSuffix: ".raw", disk: vm, converters: b.vmConverters(vm)},
-	}
-	if bios != nil {
-		sets = append(sets, diskSet{raw: "raw-bios", rawSuffix: "-bios.raw", disk: *bios, converters: []converter{{"qcow2-bios", "-bios.qcow2", qcow2.Write}}})
-	}
-	vmPath, vmSize := "", int64(-1)
-	for _, set := range sets {
-		if !has(set.formats()...) {
-			continue
-		}
-		rawPath, cleanup, rawSize, err := b.rawDisk(ctx, sys.arch, base+set.rawSuffix, has(set.raw), set.disk, record, set.raw)
+		uki, err := o.ukiImage(ctx)
 		if err != nil {
-			return err
+			return bootDisk{}, err
 		}
-		defer cleanup()
-		if err := b.convertDisk(ctx, sys.arch, base, set, rawPath, rawSize, has, record); err != nil {
-			return err
-		}
-		if set.raw == "raw" {
-			vmPath, vmSize = rawPath, rawSize
-		}
-	}
-	if !has(cloudFormats...) {
-		return nil
-	}
-	cloud, err := vm.cloud()
-	if err != nil {
-		return err
-	}
-	cloudPath, cloudSize := vmPath, vmSize
-	if cloud.opts.Size != vmSize { // also when no raw disk was written
-		var done func()
-		cloudPath, done, cloudSize, err = b.rawDisk(ctx, sys.arch, base+"-aws.raw", has("aws"), cloud, record, "aws")
+		grub, err := o.grubFiles(ctx)
 		if err != nil {
-			return err
+			return bootDisk{}, err
 		}
-		defer done()
-	} else if has("aws") {
-		// The raw disk is whole GiB already: aws is the same bytes.
-		b.logf("%s: writing aws", sys.arch)
-		n, err := writeOutput(ctx, base+"-aws.raw", func(f *os.File) error { return cloud.write(ctx, f) })
+		if d, err = hybridDisk(efi, bootName, grub, uki, o.sys.cmdline); err != nil {
+			return bootDisk{}, err
+		}
+	case format.BIOSDisk:
+		if o.sys.arch != "amd64" {
+			return bootDisk{}, fmt.Errorf("BIOS boot is x86 only, not %s", o.sys.arch)
+		}
+		grub, err := o.grubFiles(ctx)
 		if err != nil {
-			return err
+			return bootDisk{}, err
 		}
-		record("aws", base+"-aws.raw", n)
-	}
-	if has("gce") {
-		b.logf("%s: writing gce", sys.arch)
-		p := base + "-gce.tar.gz"
-		n, err := writeOutput(ctx, p, func(f *os.File) error { return writeGCE(ctxio.Writer(ctx, f), cloudPath, cloudSize, b.epoch) })
+		initrd, err := o.initramfs(ctx)
 		if err != nil {
-			return err
+			return bootDisk{}, err
 		}
-		record("gce", p, n)
+		d = biosDisk(grub, o.sys.kernel, initrd, o.sys.cmdline, size, name, o.b.epoch)
+		d.opts.Partitions = slices.Concat(d.opts.Partitions, o.sys.rootPartitions(), volumePartitions(o.b.spec.Volumes))
+	case format.CloudDisk:
+		vm, err := o.disk(ctx, format.VMDisk)
+		if err != nil {
+			return bootDisk{}, err
+		}
+		if d, err = vm.cloud(); err != nil {
+			return bootDisk{}, err
+		}
+	default:
+		return bootDisk{}, fmt.Errorf("%s is not a disk", s)
 	}
-	return nil
+	o.disks[s] = d
+	return d, nil
 }
 
-// convertDisk writes the formats that re-encode the raw disk at rawPath.
-func (b *builder) convertDisk(ctx context.Context, arch, base string, set diskSet, rawPath string, rawSize int64, has func(...string) bool, record func(format, path string, size int64)) error {
-	f, err := os.Open(rawPath)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	src := ctxio.ReaderAt(ctx, f)
-	for _, c := range set.converters {
-		if !has(c.format) {
-			continue
+// rawFormat is the format that is the disk s written as it is.
+func rawFormat(s format.Source) (format.Descriptor, error) {
+	for _, f := range format.All() {
+		if f.From == s && f.Raw {
+			return f, nil
 		}
-		p := base + c.suffix
-		b.logf("%s: writing %s", arch, c.format)
-		n, err := writeOutput(ctx, p, func(f *os.File) error { return c.write(ctxio.Writer(ctx, f), src, rawSize) })
-		if err != nil {
-			return err
-		}
-		record(c.format, p, n)
 	}
-	if set.raw == "raw" && has("ova") {
-		b.logf("%s: writing ova", arch)
-		return b.writeOVA(ctx, arch, base+".ova", src, rawSize, contentID(set.disk.opts.Seed), record)
-	}
-	return nil
+	return format.Descriptor{}, fmt.Errorf("no raw format of the %s", s)
 }
 
-// rawDisk writes the raw disk to path when it is an output (format),
-// else to a temporary file next to it that cleanup removes.
-func (b *builder) rawDisk(ctx context.Context, arch, path string, keep bool, d bootDisk, record func(format, path string, size int64), format string) (string, func(), int64, error) {
-	if keep {
-		b.logf("%s: writing %s", arch, format)
+// rawDisk writes the disk s once: as its raw format's output when that is
+// asked for, else to a temporary file next to it. The cloud disk is the
+// VM disk's file when that is written and a whole number of GiB already.
+func (o *archOutputs) rawDisk(ctx context.Context, s format.Source) (rawFile, error) {
+	if r, ok := o.raws[s]; ok {
+		return r, nil
+	}
+	d, err := o.disk(ctx, s)
+	if err != nil {
+		return rawFile{}, err
+	}
+	if s == format.CloudDisk && o.needs(format.VMDisk) {
+		vm, err := o.rawDisk(ctx, format.VMDisk)
+		if err != nil {
+			return rawFile{}, err
+		}
+		if vm.size == d.opts.Size {
+			o.raws[s] = vm
+			return vm, nil
+		}
+	}
+	raw, err := rawFormat(s)
+	if err != nil {
+		return rawFile{}, err
+	}
+	r := rawFile{path: o.path(raw, 0)}
+	if o.wants(raw.Name) {
+		r.format = raw.Name
 	} else {
-		path = filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+		r.path = filepath.Join(filepath.Dir(r.path), "."+filepath.Base(r.path)+".tmp")
+		o.cleanups = append(o.cleanups, func() { os.Remove(r.path) })
 	}
-	n, err := writeOutput(ctx, path, func(f *os.File) error { return d.write(ctx, f) })
-	if err != nil {
-		return "", nil, 0, err
+	if r.size, err = writeOutput(ctx, r.path, func(f *os.File) error { return d.write(ctx, f) }); err != nil {
+		return rawFile{}, err
 	}
-	if keep {
-		record(format, path, n)
-		return path, func() {}, n, nil
+	if r.format != "" {
+		o.record(r.format, r.path, r.size)
 	}
-	return path, func() { os.Remove(path) }, n, nil
+	o.raws[s] = r
+	return r, nil
 }
 
-// writeOVA packs a stream-optimized VMDK of the raw disk into an OVA for
+// writeRawFormat writes a disk as it is: the intermediate itself, unless
+// that is another format's file (the VM disk standing for the cloud
+// disk), then a copy of its own.
+func writeRawFormat(ctx context.Context, o *archOutputs, f format.Descriptor) error {
+	r, err := o.rawDisk(ctx, f.From)
+	if err != nil || r.format == f.Name {
+		return err
+	}
+	d, err := o.disk(ctx, f.From)
+	if err != nil {
+		return err
+	}
+	return o.write(ctx, f, 0, func(w *os.File) error { return d.write(ctx, w) })
+}
+
+// encoding is what an encoder knows of the disk it re-encodes.
+type encoding struct {
+	id    [16]byte // the disk's content id
+	name  string   // NAME-ARCH
+	arch  string
+	path  string // the output file
+	epoch time.Time
+}
+
+// encoder writes the raw disk (size bytes) in another format.
+type encoder func(w io.Writer, raw io.ReaderAt, size int64, e encoding) error
+
+// convertRaw is the writer of a format that re-encodes the raw disk it
+// is made from.
+func convertRaw(enc encoder) writer {
+	return func(ctx context.Context, o *archOutputs, f format.Descriptor) error {
+		r, err := o.rawDisk(ctx, f.From)
+		if err != nil {
+			return err
+		}
+		d, err := o.disk(ctx, f.From)
+		if err != nil {
+			return err
+		}
+		src, err := os.Open(r.path)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		e := encoding{id: contentID(d.opts.Seed), name: d.name, arch: o.sys.arch, path: o.path(f, 0), epoch: o.b.epoch}
+		return o.write(ctx, f, 0, func(w *os.File) error {
+			return enc(ctxio.Writer(ctx, w), ctxio.ReaderAt(ctx, src), r.size, e)
+		})
+	}
+}
+
+func encodeQcow2(w io.Writer, raw io.ReaderAt, size int64, _ encoding) error {
+	return qcow2.Write(w, raw, size)
+}
+
+func encodeVHD(w io.Writer, raw io.ReaderAt, size int64, e encoding) error {
+	return vhd.WriteFixed(w, raw, size, vhd.Options{UUID: e.id, Mtime: e.epoch})
+}
+
+func encodeDynamicVHD(w io.Writer, raw io.ReaderAt, size int64, e encoding) error {
+	return vhd.WriteDynamic(w, raw, size, vhd.Options{UUID: e.id, Mtime: e.epoch})
+}
+
+func encodeVHDX(w io.Writer, raw io.ReaderAt, size int64, e encoding) error {
+	return vhd.WriteVHDX(w, raw, size, vhd.Options{UUID: e.id, Mtime: e.epoch})
+}
+
+func encodeVMDK(w io.Writer, raw io.ReaderAt, size int64, e encoding) error {
+	return writeVMDK(w, raw, size, e.id, filepath.Base(e.path))
+}
+
+// encodeOVA packs a stream-optimized VMDK of the raw disk into an OVA for
 // vSphere and VirtualBox: EFI firmware, 2 vCPUs and 2 GiB, which the
 // importer can change. The VMDK is written for the OVA (its descriptor
 // names the file as the OVA does) and packed from a temporary file.
-func (b *builder) writeOVA(ctx context.Context, arch, path string, raw io.ReaderAt, rawSize int64, id [16]byte, record func(format, path string, size int64)) error {
-	vm := ova.VM{Name: b.spec.Name + "-" + arch, CPUs: 2, MemoryMiB: 2048, EFI: true, Arch: arch}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.vmdk")
+func encodeOVA(w io.Writer, raw io.ReaderAt, size int64, e encoding) error {
+	vm := ova.VM{Name: e.name, CPUs: 2, MemoryMiB: 2048, EFI: true, Arch: e.arch}
+	tmp, err := os.CreateTemp(filepath.Dir(e.path), "."+filepath.Base(e.path)+".*.vmdk")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	if err := writeVMDK(ctxio.Writer(ctx, tmp), raw, rawSize, id, ova.DiskFileName(vm.Name)); err != nil {
+	if err := writeVMDK(tmp, raw, size, e.id, ova.DiskFileName(vm.Name)); err != nil {
 		return fmt.Errorf("ova: %w", err)
 	}
 	st, err := tmp.Stat()
 	if err != nil {
 		return err
 	}
-	n, err := writeOutput(ctx, path, func(w *os.File) error {
-		return ova.Write(ctxio.Writer(ctx, w), vm, ctxio.ReaderAt(ctx, tmp), st.Size(), rawSize, b.epoch)
-	})
-	if err != nil {
-		return err
-	}
-	record("ova", path, n)
-	return nil
+	return ova.Write(w, vm, tmp, st.Size(), size, e.epoch)
 }
 
-// writeGCE writes the disk as Compute Engine imports it: disk.raw in an
+// encodeGCE writes the disk as Compute Engine imports it: disk.raw in an
 // old-GNU tar, gzip-compressed, with fixed timestamps. The tar entry is
 // sparse (what `tar --format=oldgnu -S` makes, as Google documents), so
 // only the disk's data is compressed, not a GiB of zeros.
-func writeGCE(w io.Writer, rawPath string, size int64, epoch time.Time) error {
-	src, err := os.Open(rawPath)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
+func encodeGCE(w io.Writer, raw io.ReaderAt, size int64, e encoding) error {
 	// The disk is mostly a UKI, compressed already: level 1 deflates it
 	// several times faster than the default for about the same size.
 	zw, err := gzip.NewWriterLevel(w, gzip.BestSpeed)
 	if err != nil {
 		return err
 	}
-	if err := gnutar.WriteSparse(zw, "disk.raw", src, size, epoch); err != nil {
+	if err := gnutar.WriteSparse(zw, "disk.raw", raw, size, e.epoch); err != nil {
 		return fmt.Errorf("gce: %w", err)
 	}
 	return zw.Close()

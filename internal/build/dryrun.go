@@ -38,7 +38,7 @@ func dryRun(ctx context.Context, opts Options, s *spec.Spec, res *source.Resolve
 				if err != nil {
 					return fmt.Errorf("%s: %s %q: image config: %w", arch, k.kind, c.Name, err)
 				}
-				cc, err := effectiveConfig(k.kind, c, origin, cf, opts.Specs)
+				cc, err := effectiveConfig(k.kind, c, origin, cf, s.Volumes, opts.Specs)
 				if err != nil {
 					return fmt.Errorf("%s: %s %q: %w", arch, k.kind, c.Name, err)
 				}

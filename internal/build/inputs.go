@@ -38,7 +38,9 @@ func (b *builder) biosBoot(ctx context.Context, sys *system, initrd []byte) (*bi
 	return &biosBoot{isolinux: files[0], ldlinux: files[1], isohdpfx: files[2], kernel: sys.kernel, initrd: initrd, cmdline: sys.cmdline}, nil
 }
 
-// toolTree builds one of keel's tools/ packages for arch.
+// toolTree builds one of keel's tools/ packages for arch. The package is
+// written out to a temporary directory to be built from, which progress
+// does not name: it is gone when the build ends.
 func (b *builder) toolTree(ctx context.Context, tool, arch string) (*fstree.Tree, error) {
 	tmp, err := os.MkdirTemp("", "keel-tools-")
 	if err != nil {
@@ -49,8 +51,12 @@ func (b *builder) toolTree(ctx context.Context, tool, arch string) (*fstree.Tree
 	if err != nil {
 		return nil, err
 	}
-	_, t, err := b.image(ctx, spec.ImageRef{Ref: dir}, arch, tool)
-	return t, err
+	b.logf("%s: %s: resolving keel's tools/%s package", arch, tool, tool)
+	img, _, err := b.resolver.Resolve(ctx, spec.ImageRef{Ref: dir}, arch)
+	if err != nil {
+		return nil, fmt.Errorf("keel's tools/%s package: %w", tool, err)
+	}
+	return b.tree(ctx, img)
 }
 
 // toolFiles builds one of keel's tools/ packages for arch and returns the

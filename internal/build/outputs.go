@@ -9,15 +9,10 @@ import (
 	"slices"
 
 	"github.com/keelos/keel/internal/ctxio"
+	"github.com/keelos/keel/internal/format"
+	"github.com/keelos/keel/internal/grubpc"
 	"github.com/keelos/keel/internal/sbom"
 )
-
-// ukiFormats are the outputs that carry the UKI (an EFI boot path).
-var ukiFormats = append([]string{"uki", "iso-efi", "iso"}, diskFormats...)
-
-// supportedFormats are the output formats this build of keel writes; all
-// but tar boot, so all but tar need the initramfs.
-var supportedFormats = append([]string{"kernel+initrd", "tar", "iso-bios", "rpi"}, ukiFormats...)
 
 // writeOutput writes one output file at path, in the staging directory
 // of the output set (outdir), removing what it wrote if write fails.
@@ -61,142 +56,188 @@ func writeBytes(ctx context.Context, path string, data []byte) (int64, error) {
 	})
 }
 
-func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, error) {
-	formats := b.spec.Output.Formats
-	// Every output is written into the staging directory under its final
-	// name, and reported under the name it will have once committed.
-	base := filepath.Join(b.stage, b.spec.Name+"-"+sys.arch)
-	var outs []Output
-	record := func(format, path string, size int64) {
-		final := filepath.Join(b.opts.Dir, filepath.Base(path))
-		outs = append(outs, Output{Arch: sys.arch, Format: format, Path: final, Size: size})
-		b.logf("%s: wrote %s (%s)", sys.arch, final, humanSize(size))
-	}
-	has := func(f ...string) bool {
-		for _, x := range f {
-			if slices.Contains(formats, x) {
-				return true
-			}
-		}
-		return false
-	}
+// archOutputs writes one architecture's outputs: it walks the format
+// table, writing each format asked for, and makes the intermediates the
+// formats are made from (format.Source) once, when the first format that
+// needs one asks for it.
+type archOutputs struct {
+	b    *builder
+	sys  *system
+	base string // the staging path every output's file name starts with: NAME-ARCH
+	outs []Output
 
-	n, err := writeBytes(ctx, base+sbom.FileSuffix, sys.sbom)
-	if err != nil {
-		return nil, err
-	}
-	record("sbom", base+sbom.FileSuffix, n)
-
-	cleanupRoot, err := b.prepareRoot(ctx, sys)
-	if err != nil {
-		return nil, err
-	}
-	defer cleanupRoot()
-
-	var initrd []byte
-	if slices.ContainsFunc(formats, func(f string) bool { return f != "tar" }) {
-		b.logf("%s: writing initramfs", sys.arch)
-		var buf bytes.Buffer
-		if err := writeInitramfs(ctxio.Writer(ctx, &buf), sys.bootRoot(), b.epoch); err != nil {
-			return nil, fmt.Errorf("initramfs: %w", err)
-		}
-		initrd = buf.Bytes()
-		if err := b.checkInitrdSize(sys, len(initrd)); err != nil {
-			return nil, err
-		}
-	}
-	if has("kernel+initrd") {
-		for _, f := range []struct {
-			suffix string
-			data   []byte
-		}{{"-kernel", sys.kernel}, {"-initrd.img", initrd}, {"-cmdline", []byte(sys.cmdline + "\n")}} {
-			n, err := writeBytes(ctx, base+f.suffix, f.data)
-			if err != nil {
-				return nil, err
-			}
-			record("kernel+initrd", base+f.suffix, n)
-		}
-	}
-	if has("tar") {
-		b.logf("%s: writing tar", sys.arch)
-		n, err := writeOutput(ctx, base+".tar", func(f *os.File) error { return sys.root.WriteTar(ctxio.Writer(ctx, f), b.epoch) })
-		if err != nil {
-			return nil, err
-		}
-		record("tar", base+".tar", n)
-	}
-	var bios *biosBoot
-	if has("iso-bios", "iso") && sys.arch == "amd64" {
-		if bios, err = b.biosBoot(ctx, sys, initrd); err != nil {
-			return nil, err
-		}
-	}
-	if has("iso-bios") {
-		b.logf("%s: writing iso-bios", sys.arch)
-		p := base + "-bios.iso"
-		n, err := writeOutput(ctx, p, func(f *os.File) error {
-			return writeISO(ctx, f, b.stage, b.spec.Name, isoBoot{bios: bios}, b.epoch)
-		})
-		if err != nil {
-			return nil, err
-		}
-		record("iso-bios", p, n)
-	}
-	if has("rpi") {
-		if err := b.writeRPi(ctx, sys, base, initrd, record); err != nil {
-			return nil, err
-		}
-	}
-	if !has(ukiFormats...) {
-		return outs, nil
-	}
-	stub, err := b.efiStub(ctx, sys.arch)
-	if err != nil {
-		return nil, err
-	}
-	kernel, err := efiKernel(sys.kernel, sys.arch)
-	if err != nil {
-		return nil, err
-	}
-	var uki bytes.Buffer
-	if err := writeUKI(ctxio.Writer(ctx, &uki), stub, kernel, initrd, sys.cmdline, b.osRelease()); err != nil {
-		return nil, fmt.Errorf("uki: %w", err)
-	}
-	if has("uki") {
-		n, err := writeBytes(ctx, base+".efi", uki.Bytes())
-		if err != nil {
-			return nil, err
-		}
-		record("uki", base+".efi", n)
-	}
-	bootName := efiBootName(sys.arch)
-	for _, iso := range []struct {
-		format, suffix string
-		boot           isoBoot
-	}{
-		{"iso-efi", "-efi.iso", isoBoot{bootName: bootName, uki: uki.Bytes()}},
-		// The one ISO for every machine: EFI, and BIOS where there is one.
-		{"iso", ".iso", isoBoot{bootName: bootName, uki: uki.Bytes(), bios: bios}},
-	} {
-		if !has(iso.format) {
-			continue
-		}
-		b.logf("%s: writing %s", sys.arch, iso.format)
-		p := base + iso.suffix
-		n, err := writeOutput(ctx, p, func(f *os.File) error { return writeISO(ctx, f, b.stage, b.spec.Name, iso.boot, b.epoch) })
-		if err != nil {
-			return nil, err
-		}
-		record(iso.format, p, n)
-	}
-	if has(diskFormats...) {
-		if err := b.writeDisks(ctx, sys, base, bootName, uki.Bytes(), initrd, has, record); err != nil {
-			return nil, err
-		}
-	}
-	return outs, nil
+	// The intermediates made so far.
+	initrd   []byte
+	uki      []byte
+	isolinux *biosBoot
+	grub     grubpc.ReadFile
+	disks    map[format.Source]bootDisk
+	raws     map[format.Source]rawFile
+	cleanups []func()
 }
 
+// rawFile is a raw disk written to a file: an output (format is its
+// name) or a temporary one that the formats made from it read.
+type rawFile struct {
+	path   string
+	size   int64
+	format string // "" for a temporary file
+}
+
+func (b *builder) writeOutputs(ctx context.Context, sys *system) ([]Output, error) {
+	return b.writeFormats(ctx, sys, format.All(), formatWriters())
+}
+
+// writeFormats writes the SBOM and, in the order of table, every format
+// of it that the spec asks for, with its writer.
+func (b *builder) writeFormats(ctx context.Context, sys *system, table []format.Descriptor, writers map[string]writer) ([]Output, error) {
+	o := &archOutputs{
+		b: b, sys: sys,
+		// Every output is written into the staging directory under its
+		// final name, and reported under the name it will have once
+		// committed.
+		base:  filepath.Join(b.stage, b.spec.Name+"-"+sys.arch),
+		disks: map[format.Source]bootDisk{},
+		raws:  map[format.Source]rawFile{},
+	}
+	defer o.close()
+	n, err := writeBytes(ctx, o.base+sbom.FileSuffix, sys.sbom)
+	if err != nil {
+		return nil, err
+	}
+	o.record("sbom", o.base+sbom.FileSuffix, n)
+	for _, f := range table {
+		if !o.wants(f.Name) || o.written(f.Name) {
+			continue
+		}
+		if !f.Boots(sys.arch) {
+			return nil, fmt.Errorf("output format %q: %s, not %s (%s)", f.Name, f.ArchWhy, sys.arch, f.Instead)
+		}
+		write, ok := writers[f.Name]
+		if !ok {
+			return nil, fmt.Errorf("output format %q has no writer", f.Name)
+		}
+		b.logf("%s: writing %s", sys.arch, f.Name)
+		if err := write(ctx, o, f); err != nil {
+			return nil, err
+		}
+	}
+	return o.outs, nil
+}
+
+// wants reports whether the spec asks for the format.
+func (o *archOutputs) wants(name string) bool {
+	return slices.Contains(o.b.spec.Output.Formats, name)
+}
+
+// written reports whether the format's files are written already: as
+// the intermediate of a format before it (the cloud disk, as aws).
+func (o *archOutputs) written(name string) bool {
+	return slices.ContainsFunc(o.outs, func(out Output) bool { return out.Format == name })
+}
+
+// needs reports whether a format asked for is made from s directly.
+func (o *archOutputs) needs(s format.Source) bool {
+	return slices.ContainsFunc(o.b.spec.Output.Formats, func(name string) bool {
+		f, ok := format.Lookup(name)
+		return ok && f.From == s
+	})
+}
+
+// path is where file i of format f is written.
+func (o *archOutputs) path(f format.Descriptor, i int) string { return o.base + f.Suffixes[i] }
+
+func (o *archOutputs) record(format, path string, size int64) {
+	final := filepath.Join(o.b.opts.Dir, filepath.Base(path))
+	o.outs = append(o.outs, Output{Arch: o.sys.arch, Format: format, Path: final, Size: size})
+	o.b.logf("%s: wrote %s (%s)", o.sys.arch, final, humanSize(size))
+}
+
+// write writes file i of format f with fn and records it.
+func (o *archOutputs) write(ctx context.Context, f format.Descriptor, i int, fn func(*os.File) error) error {
+	p := o.path(f, i)
+	n, err := writeOutput(ctx, p, fn)
+	if err != nil {
+		return err
+	}
+	o.record(f.Name, p, n)
+	return nil
+}
+
+// close removes the temporary files.
+func (o *archOutputs) close() {
+	for _, c := range o.cleanups {
+		c()
+	}
+}
+
+// initramfs is the initramfs of the boot root, refused when an initrd
+// root would not fit the target's memory.
+func (o *archOutputs) initramfs(ctx context.Context) ([]byte, error) {
+	if o.initrd != nil {
+		return o.initrd, nil
+	}
+	o.b.logf("%s: writing initramfs", o.sys.arch)
+	var buf bytes.Buffer
+	if err := writeInitramfs(ctxio.Writer(ctx, &buf), o.sys.bootRoot(), o.b.epoch); err != nil {
+		return nil, fmt.Errorf("initramfs: %w", err)
+	}
+	if err := o.b.checkInitrdSize(o.sys, buf.Len()); err != nil {
+		return nil, err
+	}
+	o.initrd = buf.Bytes()
+	return o.initrd, nil
+}
+
+// ukiImage is the UKI: the EFI stub, the kernel, the initramfs and the
+// command line.
+func (o *archOutputs) ukiImage(ctx context.Context) ([]byte, error) {
+	if o.uki != nil {
+		return o.uki, nil
+	}
+	initrd, err := o.initramfs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	stub, err := o.b.efiStub(ctx, o.sys.arch)
+	if err != nil {
+		return nil, err
+	}
+	kernel, err := efiKernel(o.sys.kernel, o.sys.arch)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := writeUKI(ctxio.Writer(ctx, &buf), stub, kernel, initrd, o.sys.cmdline.String(), o.b.osRelease()); err != nil {
+		return nil, fmt.Errorf("uki: %w", err)
+	}
+	o.uki = buf.Bytes()
+	return o.uki, nil
+}
+
+// biosBoot is what ISOLINUX boots on a BIOS; nil on an architecture
+// without one.
+func (o *archOutputs) biosBoot(ctx context.Context) (*biosBoot, error) {
+	if o.isolinux != nil || o.sys.arch != "amd64" {
+		return o.isolinux, nil
+	}
+	initrd, err := o.initramfs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	o.isolinux, err = o.b.biosBoot(ctx, o.sys, initrd)
+	return o.isolinux, err
+}
+
+// grubFiles are GRUB's BIOS files.
+func (o *archOutputs) grubFiles(ctx context.Context) (grubpc.ReadFile, error) {
+	if o.grub != nil {
+		return o.grub, nil
+	}
+	var err error
+	o.grub, err = o.b.grubFiles(ctx)
+	return o.grub, err
+}
 func efiBootName(arch string) string {
 	if arch == "arm64" {
 		return "EFI/BOOT/BOOTAA64.EFI"

@@ -17,8 +17,10 @@ import (
 	"github.com/keelos/keel/internal/ctxio"
 	"github.com/keelos/keel/internal/disk"
 	"github.com/keelos/keel/internal/erofs"
+	"github.com/keelos/keel/internal/format"
 	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/kmod"
+	"github.com/keelos/keel/internal/layout"
 	"github.com/keelos/keel/internal/sbom"
 	"github.com/keelos/keel/internal/spec"
 	"github.com/keelos/keel/internal/squashfs"
@@ -29,7 +31,9 @@ import (
 // initramfs then holds only init and the modules it needs to find and
 // mount that partition; the kernel command line names the partition
 // (keel.root=PARTLABEL=…) and its file system (keel.rootfstype=…), and
-// init mounts it with a tmpfs overlay and switches into it.
+// init mounts it with a tmpfs overlay and switches into it. The image is
+// written when the system is assembled, before any output, as the
+// command line names it by its hash.
 
 // diskRootModules are loaded, when the kernel has them, for a root on
 // disk, besides its file system and overlay (rootModules): the storage
@@ -61,25 +65,6 @@ func rootOnDisk(s *spec.Spec) bool {
 	return s.Output.Root == "squashfs" || s.Output.Root == "erofs"
 }
 
-// checkRoot refuses, before anything is built, a root on disk with a
-// format that has no disk to carry it.
-func checkRoot(s *spec.Spec) error {
-	if !rootOnDisk(s) {
-		return nil
-	}
-	var bad []string
-	for _, f := range s.Output.Formats {
-		if f != "tar" && !slices.Contains(diskFormats, f) {
-			bad = append(bad, f)
-		}
-	}
-	if len(bad) > 0 {
-		return fmt.Errorf("output root %q is a disk partition, which %s cannot carry: build a disk format (%s), or set [output] root = \"initrd\"",
-			s.Output.Root, strings.Join(bad, ", "), strings.Join(diskFormats, ", "))
-	}
-	return nil
-}
-
 // rootModules are the module names addModules loads besides the spec's
 // and the default ones: required (the root's file system: the root cannot
 // be mounted without it) and optional (the storage drivers).
@@ -93,10 +78,11 @@ func (b *builder) rootModules() (required, optional []string) {
 // rootImage is the system tree written as a file system image, the
 // content of the root partition of every disk format of one architecture.
 type rootImage struct {
-	f     *os.File
-	size  int64
-	label string // the GPT partition name, from the image's hash
-	typ   gpt.Type
+	f      *os.File
+	size   int64
+	fstype string // squashfs or erofs
+	label  string // the GPT partition name, from the image's hash
+	typ    gpt.Type
 }
 
 // partition is the root partition for a disk plan; every disk of the
@@ -122,61 +108,81 @@ func (sys *system) bootRoot() *fstree.Tree {
 	return sys.root
 }
 
-// prepareRoot writes the root partition's image when the root is on disk,
-// and turns sys into what boots from it: the initramfs tree holds init
-// and the root's modules, and the command line names the partition. The
-// returned cleanup removes the image file.
-func (b *builder) prepareRoot(ctx context.Context, sys *system) (func(), error) {
-	nothing := func() {}
-	if !rootOnDisk(b.spec) || !slices.ContainsFunc(b.spec.Output.Formats, func(f string) bool { return slices.Contains(diskFormats, f) }) {
-		return nothing, nil
+// needsRootImage reports whether the root is on disk and a format asked
+// for is made from a disk, which carries it.
+func (b *builder) needsRootImage() bool {
+	return rootOnDisk(b.spec) && slices.ContainsFunc(b.spec.Output.Formats, func(name string) bool {
+		f, ok := format.Lookup(name)
+		return ok && f.From.Disk()
+	})
+}
+
+// writeRootImage writes the root partition's image when the root is on
+// disk, in the staging directory, and returns it with what boots from
+// it, the initramfs tree of init and the root's modules; nil when the
+// root is not on disk. The caller removes the image (close).
+func (b *builder) writeRootImage(ctx context.Context, arch string, root *fstree.Tree) (*rootImage, *fstree.Tree, error) {
+	if !b.needsRootImage() {
+		return nil, nil, nil
 	}
 	fstype := b.spec.Output.Root
-	f, err := os.CreateTemp(b.stage, "."+b.spec.Name+"-"+sys.arch+"-root.*.tmp")
+	f, err := os.CreateTemp(b.stage, "."+b.spec.Name+"-"+arch+"-root.*.tmp")
 	if err != nil {
-		return nil, fmt.Errorf("root image: %w", err)
+		return nil, nil, fmt.Errorf("root image: %w", err)
 	}
-	cleanup := func() {
-		f.Close()
-		os.Remove(f.Name())
-	}
+	img := &rootImage{f: f, fstype: fstype}
 	ok := false
 	defer func() {
 		if !ok {
-			cleanup()
+			img.close()
 		}
 	}()
-	b.logf("%s: writing %s root", sys.arch, fstype)
+	b.logf("%s: writing %s root", arch, fstype)
 	start := time.Now()
-	var size int64
 	switch fstype {
 	case "squashfs":
-		size, err = squashfs.Write(ctxio.WriteSeeker(ctx, f), sys.root, squashfs.Options{Epoch: b.epoch.Unix()})
+		img.size, err = squashfs.Write(ctxio.WriteSeeker(ctx, f), root, squashfs.Options{Epoch: b.epoch.Unix()})
 	case "erofs":
-		size, err = erofs.Write(ctxio.WriterAt(ctx, f), sys.root, erofs.Options{Epoch: b.epoch.Unix(), UUID: treeID(sys.root), Label: "keel-root"})
+		img.size, err = erofs.Write(ctxio.WriterAt(ctx, f), root, erofs.Options{Epoch: b.epoch.Unix(), UUID: treeID(root), Label: "keel-root"})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s root: %w", fstype, err)
+		return nil, nil, fmt.Errorf("%s root: %w", fstype, err)
 	}
 	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
-		return nil, fmt.Errorf("%s root: %w", fstype, err)
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, img.size)); err != nil {
+		return nil, nil, fmt.Errorf("%s root: %w", fstype, err)
 	}
 	sum := h.Sum(nil)
-	img := &rootImage{f: f, size: size, label: fmt.Sprintf("keel-root-%x", sum[:8]), typ: disk.TypeLinuxRootX86_64}
-	if sys.arch == "arm64" {
+	img.label = fmt.Sprintf("keel-root-%x", sum[:8])
+	img.typ = disk.TypeLinuxRootX86_64
+	if arch == "arm64" {
 		img.typ = disk.TypeLinuxRootArm64
 	}
-	b.logf("%s: %s root: %s of %s files in %.1fs", sys.arch, fstype, humanSize(size), humanSize(sys.root.Size()), time.Since(start).Seconds())
+	b.logf("%s: %s root: %s of %s files in %.1fs", arch, fstype, humanSize(img.size), humanSize(root.Size()), time.Since(start).Seconds())
 
-	boot, err := initrdForDiskRoot(sys.root)
+	boot, err := initrdForDiskRoot(root)
 	if err != nil {
-		return nil, fmt.Errorf("%s root: initramfs: %w", fstype, err)
+		return nil, nil, fmt.Errorf("%s root: initramfs: %w", fstype, err)
 	}
-	sys.rootImage, sys.initrdRoot = img, boot
-	sys.cmdline = strings.TrimSpace(sys.cmdline + " keel.root=PARTLABEL=" + img.label + " keel.rootfstype=" + fstype)
 	ok = true
-	return cleanup, nil
+	return img, boot, nil
+}
+
+// cmdline are the kernel command line parameters that make init mount
+// the root partition; none without one.
+func (r *rootImage) cmdline() []string {
+	if r == nil {
+		return nil
+	}
+	return []string{layout.CmdlineRoot + "=PARTLABEL=" + r.label, layout.CmdlineRootFSType + "=" + r.fstype}
+}
+
+// close removes the image file.
+func (r *rootImage) close() {
+	if r != nil {
+		r.f.Close()
+		os.Remove(r.f.Name())
+	}
 }
 
 // treeID is a UUID that follows from a tree's content, for the file
@@ -195,25 +201,25 @@ func treeID(t *fstree.Tree) [16]byte {
 
 // initrdForDiskRoot is the initramfs of a root on disk: /init, the
 // directories init mounts on, /dev/console, the build records of
-// /etc/keel, and of the image's modules
-// those that find and mount the root (with their dependencies), listed in
-// /etc/keel/modules in the image's load order. The root's own
-// /etc/keel/modules, loaded after the switch, lists them all.
+// /etc/keel, and of the image's modules those that find and mount the
+// root (with their dependencies), listed in layout.Modules in the image's
+// load order. The root's own list, loaded after the switch, names them
+// all.
 func initrdForDiskRoot(root *fstree.Tree) (*fstree.Tree, error) {
 	t := fstree.New(root.Store())
-	e, ok := root.Get("init")
+	e, ok := root.Get(layout.Init)
 	if !ok || !e.Mode.IsRegular() {
-		return nil, fmt.Errorf("no /init in the image")
+		return nil, fmt.Errorf("no /%s in the image", layout.Init)
 	}
 	if err := t.Add(*e); err != nil {
 		return nil, err
 	}
-	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "etc/keel"} {
+	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", layout.KeelDir} {
 		if err := addDir(t, d, 0o755); err != nil {
 			return nil, err
 		}
 	}
-	if err := t.Add(fstree.Entry{Path: "dev/console", Mode: fs.ModeDevice | fs.ModeCharDevice | 0o600, Devmajor: 5, Devminor: 1}); err != nil {
+	if err := t.Add(fstree.Entry{Path: layout.Console, Mode: fs.ModeDevice | fs.ModeCharDevice | 0o600, Devmajor: 5, Devminor: 1}); err != nil {
 		return nil, err
 	}
 	// The resolved spec, provenance and SBOM are small, and with them
@@ -226,7 +232,7 @@ func initrdForDiskRoot(root *fstree.Tree) (*fstree.Tree, error) {
 			}
 		}
 	}
-	le, ok := root.Get("etc/keel/modules")
+	le, ok := root.Get(layout.Modules)
 	if !ok {
 		return t, nil // a kernel with everything built in
 	}
@@ -245,7 +251,7 @@ func initrdForDiskRoot(root *fstree.Tree) (*fstree.Tree, error) {
 		}
 		me, ok := root.Get(p)
 		if !ok {
-			return nil, fmt.Errorf("/etc/keel/modules names /%s, which is not in the image", p)
+			return nil, fmt.Errorf("/%s names /%s, which is not in the image", layout.Modules, p)
 		}
 		rc, err := root.Open(me)
 		if err != nil {
@@ -284,7 +290,7 @@ func initrdForDiskRoot(root *fstree.Tree) (*fstree.Tree, error) {
 		}
 		fmt.Fprintf(&out, "/%s\n", p)
 	}
-	return t, t.AddFile("etc/keel/modules", 0o644, 0, 0, &out)
+	return t, t.AddFile(layout.Modules, 0o644, 0, 0, &out)
 }
 
 // storageModule reports whether a module file is a disk or file system

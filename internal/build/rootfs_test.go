@@ -13,7 +13,7 @@ import (
 
 func TestCheckRootRefusesFormatsWithoutADisk(t *testing.T) {
 	s := &spec.Spec{Output: spec.Output{Root: "squashfs", Formats: []string{"raw-efi", "iso-efi", "kernel+initrd"}}}
-	err := checkRoot(s)
+	err := checkFormats(s)
 	if err == nil {
 		t.Fatal("no error for iso-efi and kernel+initrd with a squashfs root")
 	}
@@ -26,7 +26,7 @@ func TestCheckRootRefusesFormatsWithoutADisk(t *testing.T) {
 		{Output: spec.Output{Root: "erofs", Formats: []string{"raw-efi", "qcow2-efi", "tar", "gce", "aws", "vmdk"}}},
 		{Output: spec.Output{Root: "initrd", Formats: []string{"iso", "kernel+initrd"}}},
 	} {
-		if err := checkRoot(ok); err != nil {
+		if err := checkFormats(ok); err != nil {
 			t.Errorf("%+v: %v", ok.Output, err)
 		}
 	}

@@ -10,10 +10,9 @@ import (
 	"strings"
 
 	"github.com/keelos/keel/internal/debian"
+	"github.com/keelos/keel/internal/format"
 	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/rpi"
-	"github.com/keelos/keel/internal/spec"
-	"github.com/keelos/keel/tools"
 )
 
 // RPiFirmwareEnv names a directory that holds the Raspberry Pi firmware
@@ -67,16 +66,7 @@ func (b *builder) rpiFirmware(ctx context.Context, arch string) (map[string][]by
 		return out, nil
 	}
 
-	tmp, err := os.MkdirTemp("", "keel-tools-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(tmp)
-	dir, err := tools.Materialize("raspi-firmware", tmp)
-	if err != nil {
-		return nil, err
-	}
-	_, t, err := b.image(ctx, spec.ImageRef{Ref: dir}, arch, "raspi-firmware")
+	t, err := b.toolTree(ctx, "raspi-firmware", arch)
 	if err != nil {
 		return nil, fmt.Errorf("rpi: %w\n%s", err, rpiFirmwareHelp)
 	}
@@ -159,11 +149,12 @@ func checkRPiDTBs(dtbs map[string][]byte, kernelRef string) error {
 
 // writeRPi writes NAME-arm64-rpi.img: an MBR disk whose FAT32 boot
 // partition holds what a Raspberry Pi 4 or 5 boots.
-func (b *builder) writeRPi(ctx context.Context, sys *system, base string, initrd []byte, record func(format, path string, size int64)) error {
-	if sys.arch != "arm64" {
-		return fmt.Errorf("output format \"rpi\": Raspberry Pi 4/5 images are arm64 only, not %s", sys.arch)
+func writeRPi(ctx context.Context, o *archOutputs, f format.Descriptor) error {
+	b, sys := o.b, o.sys
+	initrd, err := o.initramfs(ctx)
+	if err != nil {
+		return err
 	}
-	b.logf("%s: writing rpi", sys.arch)
 	fw, err := b.rpiFirmware(ctx, sys.arch)
 	if err != nil {
 		return err
@@ -181,7 +172,7 @@ func (b *builder) writeRPi(ctx context.Context, sys *system, base string, initrd
 	if k := sys.kernel; len(k) > 8 && string(k[:2]) == "MZ" && string(k[4:8]) == "zimg" {
 		return fmt.Errorf("rpi: the kernel of %s is an EFI zboot image, which the Pi firmware cannot start: use a kernel package whose vmlinuz is a plain or gzip-compressed arm64 Image (Debian's, such as ./kernel/debian-raspi)", b.spec.Kernel.Image.Ref)
 	}
-	cmdline := rpi.Cmdline(sys.cmdline)
+	cmdline := sys.cmdline.withConsoles(rpi.Consoles)
 	config := rpi.Config(b.spec.Name)
 	files := fstree.MemFiles{
 		{Path: rpi.ConfigName, Data: config},
@@ -194,19 +185,11 @@ func (b *builder) writeRPi(ctx context.Context, sys *system, base string, initrd
 			files = append(files, fstree.MemFile{Path: name, Data: m[name]})
 		}
 	}
-	size := b.spec.Output.Size.Bytes() // 0: fit
 	opts := rpi.Options{
 		Seed:  seed(b.spec.Name+"-"+sys.arch+"-rpi", sys.kernel, initrd, config, []byte(cmdline)),
-		Files: files,
+		Files: ctxSource{ctx, files},
 		Epoch: b.epoch,
-		Size:  size,
+		Size:  b.spec.Output.Size.Bytes(), // 0: fit
 	}
-	p := base + "-rpi.img"
-	opts.Files = ctxSource{ctx, opts.Files}
-	n, err := writeOutput(ctx, p, func(f *os.File) error { return rpi.WriteDisk(f, opts) })
-	if err != nil {
-		return err
-	}
-	record("rpi", p, n)
-	return nil
+	return o.write(ctx, f, 0, func(w *os.File) error { return rpi.WriteDisk(w, opts) })
 }

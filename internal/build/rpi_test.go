@@ -94,11 +94,11 @@ func TestCheckArchFormats(t *testing.T) {
 	} {
 		s := &spec.Spec{Arch: []string{"amd64", "arm64"}}
 		s.Output.Formats = []string{"raw-efi", c.format}
-		if err := checkArchFormats(s); err == nil || err.Error() != c.want {
+		if err := checkFormats(s); err == nil || err.Error() != c.want {
 			t.Errorf("%s for %s: err = %v, want %s", c.format, c.arch, err, c.want)
 		}
 		s.Arch = []string{map[string]string{"amd64": "arm64", "arm64": "amd64"}[c.arch]}
-		if err := checkArchFormats(s); err != nil {
+		if err := checkFormats(s); err != nil {
 			t.Errorf("%s for %s: %v", c.format, s.Arch[0], err)
 		}
 	}

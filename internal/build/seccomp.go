@@ -8,21 +8,22 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/keelos/keel/internal/fstree"
+	"github.com/keelos/keel/internal/layout"
 	"github.com/keelos/keel/internal/runtimeconfig"
 	"github.com/keelos/keel/internal/seccomp"
 	"github.com/keelos/keel/internal/spec"
 )
 
 // addSeccomp compiles the seccomp profile oci names for a container
-// holding its capabilities on arch, puts the program beside config.json in
-// dir and records its digest in oci. An unconfined container gets none.
+// holding its capabilities on arch, puts the program in dir as
+// layout.BundleSeccomp and records its digest in oci. An unconfined container gets none.
 func addSeccomp(root *fstree.Tree, dir, arch string, c spec.Container, oci *specs.Spec) error {
-	name := oci.Annotations[runtimeconfig.AnnotationSeccomp]
+	name := oci.Annotations[layout.AnnotationSeccomp]
 	var p *seccomp.Profile
 	switch name {
-	case runtimeconfig.SeccompUnconfined:
+	case layout.SeccompUnconfined:
 		return nil
-	case runtimeconfig.SeccompDefault:
+	case layout.SeccompDefault:
 		p = seccomp.Default()
 	default:
 		// A profile file is the spec's: c.Image.Dir is the directory of
@@ -44,5 +45,5 @@ func addSeccomp(root *fstree.Tree, dir, arch string, c spec.Container, oci *spec
 		return fmt.Errorf("seccomp profile %s: %w", name, err)
 	}
 	runtimeconfig.SetSeccompProgram(oci, prog)
-	return root.AddFile(path.Join(dir, runtimeconfig.SeccompFile), 0o644, 0, 0, bytes.NewReader(prog))
+	return root.AddFile(path.Join(dir, layout.BundleSeccomp), 0o644, 0, 0, bytes.NewReader(prog))
 }

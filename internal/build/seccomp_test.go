@@ -11,6 +11,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/keelos/keel/internal/fstree"
+	"github.com/keelos/keel/internal/layout"
 	"github.com/keelos/keel/internal/runtimeconfig"
 	"github.com/keelos/keel/internal/spec"
 )
@@ -40,15 +41,15 @@ func TestAddSeccomp(t *testing.T) {
 		root := fstree.New(store)
 		ctr := spec.Container{Name: "svc", Image: spec.ImageRef{Ref: "./svc", Dir: specDir}, Config: spec.Config{Seccomp: c.entry}}
 		merged := spec.Config{Command: []string{"/x"}, Seccomp: c.label}.Override(ctr.Config)
-		oci, err := runtimeconfig.Generate("svc", runtimeconfig.KindService, merged, v1.Config{})
+		oci, err := runtimeconfig.Generate("svc", layout.KindService, merged, v1.Config{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		err = addSeccomp(root, "containers/services/svc", "amd64", ctr, oci)
-		e, found := root.Get("containers/services/svc/" + runtimeconfig.SeccompFile)
+		e, found := root.Get("containers/services/svc/" + layout.BundleSeccomp)
 		switch c.want {
 		case "":
-			if err != nil || found || oci.Annotations[runtimeconfig.AnnotationSeccompSHA256] != "" {
+			if err != nil || found || oci.Annotations[layout.AnnotationSeccompSHA256] != "" {
 				t.Errorf("%s: err %v, program %v, want none", c.name, err, found)
 			}
 		case "program":
@@ -60,7 +61,7 @@ func TestAddSeccomp(t *testing.T) {
 				t.Fatal(err)
 			}
 			sum := sha256.Sum256(data)
-			if got := oci.Annotations[runtimeconfig.AnnotationSeccompSHA256]; got != hex.EncodeToString(sum[:]) {
+			if got := oci.Annotations[layout.AnnotationSeccompSHA256]; got != hex.EncodeToString(sum[:]) {
 				t.Errorf("%s: digest annotation %q does not match the program", c.name, got)
 			}
 		default:

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keelos/keel/internal/fstree"
+	"github.com/keelos/keel/internal/lock"
 	"github.com/keelos/keel/internal/spec"
 )
 
@@ -108,5 +109,20 @@ func TestSpecSourceLinkInside(t *testing.T) {
 	defer rc.Close()
 	if data, _ := io.ReadAll(rc); string(data) != "hello\n" {
 		t.Fatalf("/etc/motd holds %q", data)
+	}
+}
+
+// TestLockWithoutAnArchitectureSaysWhatToRun checks that a build for an
+// architecture build.lock was not written for fails in one line naming
+// the keel lock command that covers both.
+func TestLockWithoutAnArchitectureSaysWhatToRun(t *testing.T) {
+	f := lock.File{Images: []lock.Image{{Ref: "./init", Arch: "amd64", Digest: "sha256:00"}}}
+	if err := checkLockArchs(f, []string{"amd64"}); err != nil {
+		t.Fatalf("amd64 lock, amd64 build: %v", err)
+	}
+	err := checkLockArchs(f, []string{"arm64"})
+	want := "--locked: build.lock has nothing for arm64 (it was written for amd64): run `keel lock --arch amd64,arm64`"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %s", err, want)
 	}
 }

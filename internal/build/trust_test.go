@@ -20,7 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
+	ocilayout "github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -29,7 +29,7 @@ import (
 	"github.com/keelos/keel/internal/epoch"
 	"github.com/keelos/keel/internal/imagelabel"
 	"github.com/keelos/keel/internal/imageread/imagetest"
-	"github.com/keelos/keel/internal/runtimeconfig"
+	"github.com/keelos/keel/internal/layout"
 	"github.com/keelos/keel/internal/spec"
 )
 
@@ -94,7 +94,7 @@ func appImage(t *testing.T, label, user string) v1.Image {
 
 func writeLayout(t *testing.T, dir string, img v1.Image) {
 	t.Helper()
-	lp, err := layout.Write(dir, empty.Index)
+	lp, err := ocilayout.Write(dir, empty.Index)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,8 +228,8 @@ func TestPrivilegedLabelNeedsTheSpecsAllowance(t *testing.T) {
 			t.Fatalf("%s: allowed: %v", ref, err)
 		}
 		s := configJSON(t, f, "containers/services/evil")
-		if got := len(s.Process.Capabilities.Bounding); got != len(spec.Capabilities()) {
-			t.Errorf("%s: %d capabilities, want all %d", ref, got, len(spec.Capabilities()))
+		if got := len(s.Process.Capabilities.Bounding); got != len(layout.Capabilities()) {
+			t.Errorf("%s: %d capabilities, want all %d", ref, got, len(layout.Capabilities()))
 		}
 		for _, ns := range s.Linux.Namespaces {
 			if ns.Type == specs.PIDNamespace || ns.Type == specs.NetworkNamespace {
@@ -239,8 +239,8 @@ func TestPrivilegedLabelNeedsTheSpecsAllowance(t *testing.T) {
 		if !slices.ContainsFunc(s.Mounts, func(m specs.Mount) bool { return m.Source == "/" && m.Destination == "/host" }) {
 			t.Errorf("%s: no bind of / at /host in %v", ref, s.Mounts)
 		}
-		if !strings.Contains(s.Annotations[runtimeconfig.AnnotationDevices], `"/dev/*"`) {
-			t.Errorf("%s: devices %q", ref, s.Annotations[runtimeconfig.AnnotationDevices])
+		if !strings.Contains(s.Annotations[layout.AnnotationDevices], `"/dev/*"`) {
+			t.Errorf("%s: devices %q", ref, s.Annotations[layout.AnnotationDevices])
 		}
 	}
 }
@@ -361,7 +361,7 @@ func TestTrustedPackageKeepsItsPrivileges(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := configJSON(t, f, "containers/services/admin")
-	if got := len(s.Process.Capabilities.Bounding); got != len(spec.Capabilities()) {
+	if got := len(s.Process.Capabilities.Bounding); got != len(layout.Capabilities()) {
 		t.Errorf("%d capabilities, want all", got)
 	}
 	if *s.Process.OOMScoreAdj != -500 || s.Linux.Sysctl["kernel.shmmax"] != "4096" {
@@ -407,13 +407,13 @@ func TestDryRunShowsEffectiveConfigAndOrigins(t *testing.T) {
 	for _, line := range []string{
 		"# amd64 service \"admin\": image \"./pkg/admin\" (package directory; its label is trusted)\n",
 		"#   command = [\"/bin/admin\"]  # package [config]\n",
-		"#   env = [\"PATH=" + runtimeconfig.DefaultPath + "\", \"A=1\"]  # spec plus keel's default PATH\n",
+		"#   env = [\"PATH=" + layout.DefaultPath + "\", \"A=1\"]  # spec plus keel's default PATH\n",
 		"#   capabilities = [\"all\"]  # package [config]\n",
 		"#   devices = [{ path = \"/dev/tty*\", permissions = \"rwm\" }]  # package [config]\n",
 		"#   uid = 0  # keel's default\n",
 		"# amd64 service \"evil\": image \"" + ref + "\" (registry; its label is untrusted)\n",
 		"#   command = [\"/bin/app\"]  # image config\n",
-		"#   env = [\"PATH=" + runtimeconfig.DefaultPath + "\", \"APP=1\"]  # image config plus keel's default PATH\n",
+		"#   env = [\"PATH=" + layout.DefaultPath + "\", \"APP=1\"]  # image config plus keel's default PATH\n",
 		"#   capabilities = [\"all\"]  # image label (untrusted; allowed by allow-image-privileges)\n",
 		"#   net = \"new\"  # spec\n",
 		"#   pid = \"host\"  # image label (untrusted; allowed by allow-image-privileges)\n",

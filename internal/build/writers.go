@@ -71,14 +71,14 @@ type biosBoot struct {
 	isolinux, ldlinux []byte
 	isohdpfx          []byte // the isohybrid MBR code
 	kernel, initrd    []byte
-	cmdline           string
+	cmdline           kernelCmdline
 }
 
 // isolinuxConfig boots the one entry at once, talking on the serial port
 // too, as the kernel will.
-func isolinuxConfig(cmdline string) []byte {
+func isolinuxConfig(cmdline kernelCmdline) []byte {
 	return []byte("SERIAL 0 115200\nDEFAULT keel\nPROMPT 0\nTIMEOUT 0\n" +
-		"LABEL keel\n  LINUX /boot/vmlinuz\n  INITRD /boot/initrd.img\n  APPEND " + cmdline + "\n")
+		"LABEL keel\n  LINUX /boot/vmlinuz\n  INITRD /boot/initrd.img\n  APPEND " + cmdline.String() + "\n")
 }
 
 // writeISO writes an ISO 9660 image with an El Torito entry per boot path,

@@ -131,6 +131,10 @@ func Open(dir string, opts ...Option) (*Cache, error) {
 // they unpack layers into, beside the blobs it is made from.
 func (c *Cache) FilesDir() string { return filepath.Join(c.dir, "files") }
 
+// ModIndexDir is where builds keep each kernel's module index
+// (internal/modindex).
+func (c *Cache) ModIndexDir() string { return filepath.Join(c.dir, "modindex") }
+
 func (c *Cache) warnf(format string, args ...any) {
 	if c.warn != nil {
 		c.warn(fmt.Sprintf(format, args...))

@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -71,6 +72,32 @@ func WithComponents(components ...string) Option {
 	return func(c *Client) { c.components = components }
 }
 
+// WithOffline makes the client download nothing: each suite's InRelease
+// is the last one verified and kept (WithReleaseDir), and what the store
+// does not hold is an error wrapping ErrOffline that names it.
+func WithOffline(offline bool) Option { return func(c *Client) { c.offline = offline } }
+
+// WithReleaseDir keeps the last verified InRelease of each suite in dir,
+// for offline use. Read back, it is verified against the keyring again.
+func WithReleaseDir(dir string) Option { return func(c *Client) { c.releaseDir = dir } }
+
+// ErrOffline is wrapped by the errors of an offline client (WithOffline)
+// asked for something it does not hold.
+var ErrOffline = errors.New("offline")
+
+// UnreachableError reports a mirror that could not be reached at all (as
+// opposed to one that answered with an error).
+type UnreachableError struct {
+	Mirror string
+	Err    error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("Debian mirror %s is unreachable: %v", e.Mirror, e.Err)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
 // Client reads one Debian mirror. It remembers each suite's InRelease and
 // each parsed index for its lifetime (one build), so resolving several
 // package sets or architectures reads each only once. It is safe for
@@ -82,6 +109,8 @@ type Client struct {
 	progress   func(name string, done, total int64)
 	keyring    openpgp.KeyRing
 	components []string
+	offline    bool
+	releaseDir string
 
 	mu       sync.Mutex
 	releases map[string]*onceValue[*release] // by suite
@@ -143,6 +172,9 @@ func (c *Client) Fetch(ctx context.Context, p Package) (string, error) {
 
 // get opens url for reading, reporting progress under name.
 func (c *Client) get(ctx context.Context, url, name string) (io.ReadCloser, error) {
+	if c.offline {
+		return nil, fmt.Errorf("%w: %s is not in the cache", ErrOffline, url)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", url, err)

@@ -2,11 +2,18 @@ package debian
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -49,17 +56,15 @@ func (c *Client) release(ctx context.Context, suite string) (*release, error) {
 
 func (c *Client) fetchRelease(ctx context.Context, suite string) (*release, error) {
 	url := c.mirror + "/dists/" + suite + "/InRelease"
-	rc, err := c.get(ctx, url, suite+"/InRelease")
-	if err != nil {
+	var data []byte
+	var err error
+	if c.offline {
+		if data, err = c.keptRelease(suite); err != nil {
+			return nil, fmt.Errorf("suite %s: %w", suite, err)
+		}
+		url = "the kept InRelease of " + url
+	} else if data, err = c.downloadRelease(ctx, url, suite); err != nil {
 		return nil, fmt.Errorf("suite %s: %w", suite, err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, maxInRelease+1))
-	if err != nil {
-		return nil, fmt.Errorf("suite %s: reading %s: %w", suite, url, err)
-	}
-	if len(data) > maxInRelease {
-		return nil, fmt.Errorf("suite %s: %s is larger than %d bytes", suite, url, maxInRelease)
 	}
 	keyring := c.keyring
 	if keyring == nil {
@@ -75,7 +80,98 @@ func (c *Client) fetchRelease(ctx context.Context, suite string) (*release, erro
 	if err != nil {
 		return nil, fmt.Errorf("suite %s: %s: %w", suite, url, err)
 	}
+	if !c.offline {
+		if err := c.keepRelease(suite, data); err != nil {
+			return nil, fmt.Errorf("suite %s: %w", suite, err)
+		}
+	}
 	return r, nil
+}
+
+// downloadRelease reads the InRelease at url, bounded. A mirror that
+// cannot be connected to is an UnreachableError.
+func (c *Client) downloadRelease(ctx context.Context, addr, suite string) ([]byte, error) {
+	rc, err := c.get(ctx, addr, suite+"/InRelease")
+	var ue *url.Error
+	if errors.As(err, &ue) && ctx.Err() == nil {
+		return nil, &UnreachableError{Mirror: c.mirror, Err: ue.Err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, maxInRelease+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", addr, err)
+	}
+	if len(data) > maxInRelease {
+		return nil, fmt.Errorf("%s is larger than %d bytes", addr, maxInRelease)
+	}
+	return data, nil
+}
+
+// keptReleaseName is the file, under the release directory, that holds
+// the last verified InRelease of suite from this mirror.
+func (c *Client) keptReleaseName(suite string) string {
+	sum := sha256.Sum256([]byte(c.mirror + "\x00" + suite))
+	return hex.EncodeToString(sum[:]) + ".InRelease"
+}
+
+// keepRelease records data, a verified InRelease of suite, for offline
+// use: written to a temporary file and renamed, so a reader never sees
+// half of one.
+func (c *Client) keepRelease(suite string, data []byte) error {
+	if c.releaseDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(c.releaseDir, 0o755); err != nil {
+		return fmt.Errorf("keeping InRelease: %w", err)
+	}
+	tmp, err := os.CreateTemp(c.releaseDir, ".InRelease-*")
+	if err != nil {
+		return fmt.Errorf("keeping InRelease: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), filepath.Join(c.releaseDir, c.keptReleaseName(suite)))
+	}
+	if err != nil {
+		return fmt.Errorf("keeping InRelease: %w", err)
+	}
+	return nil
+}
+
+// keptRelease returns the InRelease keepRelease recorded for suite, read
+// as untrusted (the caller verifies its signature): a regular file, not
+// through a symlink, bounded.
+func (c *Client) keptRelease(suite string) ([]byte, error) {
+	missing := fmt.Errorf("%w: no InRelease of %s from %s was kept by an online run", ErrOffline, suite, c.mirror)
+	if c.releaseDir == "" {
+		return nil, missing
+	}
+	f, err := os.OpenFile(filepath.Join(c.releaseDir, c.keptReleaseName(suite)), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, missing
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the kept InRelease: %w", err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("the kept InRelease %s is not a regular file", f.Name())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxInRelease+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading the kept InRelease: %w", err)
+	}
+	if len(data) > maxInRelease {
+		return nil, fmt.Errorf("the kept InRelease %s is larger than %d bytes", f.Name(), maxInRelease)
+	}
+	return data, nil
 }
 
 // parseRelease reads the signed text of an InRelease. now is only compared

@@ -28,33 +28,13 @@ import (
 
 	"github.com/keelos/keel/internal/disk"
 	"github.com/keelos/keel/internal/fat"
+	"github.com/keelos/keel/internal/format"
 	"github.com/keelos/keel/internal/initramfs"
 	"github.com/keelos/keel/internal/iso9660"
 	"github.com/keelos/keel/internal/qcow2"
 	"github.com/keelos/keel/internal/uki"
 	"github.com/keelos/keel/internal/vhd"
 	"github.com/keelos/keel/internal/vmdk"
-)
-
-// Format names, as `keel build --format` spells them.
-const (
-	FormatKernelInitrd = "kernel+initrd"
-	FormatTar          = "tar"
-	FormatUKI          = "uki"
-	FormatISOEFI       = "iso-efi"
-	FormatISOBIOS      = "iso-bios"
-	FormatISO          = "iso"
-	FormatRawEFI       = "raw-efi"
-	FormatRawBIOS      = "raw-bios"
-	FormatRaw          = "raw" // BIOS and EFI
-	FormatQcow2EFI     = "qcow2-efi"
-	FormatQcow2BIOS    = "qcow2-bios"
-	FormatVHD          = "vhd"
-	FormatDynamicVHD   = "dynamic-vhd"
-	FormatVHDX         = "vhdx"
-	FormatVMDK         = "vmdk"
-	FormatOVA          = "ova"
-	FormatGCE          = "gce"
 )
 
 // ErrNotImage is wrapped by Open's error when the file is in none of the
@@ -65,12 +45,19 @@ var ErrNotImage = errors.New("not a keel output: not an initramfs, tar, UKI, ISO
 type Image struct {
 	// Path is the file that was opened; for NAME-ARCH-kernel and
 	// NAME-ARCH-cmdline it is the sibling NAME-ARCH-initrd.img.
-	Path   string
+	Path string
+	// Format is the format's name in keel's table (internal/format),
+	// recognised by content; where formats are the same bytes (aws and
+	// raw, and on arm64 raw and raw-efi, iso and iso-efi) the file name
+	// tells them apart.
 	Format string
 	// Layers describes how the root was found, outermost first, e.g.
 	// ["qcow2", "GPT partition (EFI system)", "FAT", "UKI EFI/BOOT/BOOTX64.EFI",
 	// ".initrd section", "cpio (zstd)"].
 	Layers []string
+	// Partitions are a GPT disk image's partitions (a volume's among
+	// them); nil for the formats without a partition table.
+	Partitions disk.Table
 
 	f    *os.File
 	kind rootKind
@@ -109,6 +96,7 @@ func Open(path string) (*Image, error) {
 		f.Close()
 		return nil, err
 	}
+	im.Format = format.ByFileName(im.Format, filepath.Base(path))
 	return im, nil
 }
 
@@ -142,9 +130,9 @@ func (im *Image) locate(r io.ReaderAt, size int64) error {
 		if err != nil {
 			return err
 		}
-		im.Format = FormatVHD
+		im.Format = format.VHD
 		if d.Dynamic() {
-			im.Format = FormatDynamicVHD
+			im.Format = format.DynamicVHD
 		}
 		im.layer("VHD")
 		return im.disk(d, d.Size())
@@ -153,14 +141,14 @@ func (im *Image) locate(r io.ReaderAt, size int64) error {
 		if err != nil {
 			return err
 		}
-		im.Format = FormatVHDX
+		im.Format = format.VHDX
 		im.layer("VHDX")
 		return im.disk(d, d.Size())
 	case bytes.HasPrefix(head, []byte("KDMV")):
-		im.Format = FormatVMDK
+		im.Format = format.VMDK
 		return im.vmdk(r, size)
 	case isTar && isOVA(r, size):
-		im.Format = FormatOVA
+		im.Format = format.OVA
 		im.layer("OVA")
 		sec, name, err := ovaDisk(r, size)
 		if err != nil {
@@ -169,7 +157,7 @@ func (im *Image) locate(r io.ReaderAt, size int64) error {
 		im.layer(name)
 		return im.vmdk(sec, sec.Size())
 	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}) && isGCE(r, size):
-		im.Format = FormatGCE
+		im.Format = format.GCE
 		im.layer("gzip tar disk.raw")
 		d, n, err := gceDisk(r, size)
 		if err != nil {
@@ -177,7 +165,7 @@ func (im *Image) locate(r io.ReaderAt, size int64) error {
 		}
 		return im.disk(d, n)
 	case bytes.HasPrefix(head, []byte("QFI\xfb")):
-		im.Format = FormatQcow2EFI
+		im.Format = format.Qcow2EFI
 		im.layer("qcow2")
 		q, err := qcow2.Open(r)
 		if err != nil {
@@ -187,11 +175,11 @@ func (im *Image) locate(r io.ReaderAt, size int64) error {
 			return err
 		}
 		if !im.efi {
-			im.Format = FormatQcow2BIOS
+			im.Format = format.Qcow2BIOS
 		}
 		return nil
 	case iso:
-		im.Format = FormatISOEFI
+		im.Format = format.ISOEFI
 		im.layer("ISO 9660")
 		v, err := iso9660.Open(r, size)
 		if err != nil {
@@ -200,7 +188,7 @@ func (im *Image) locate(r io.ReaderAt, size int64) error {
 		img, err := v.File("EFI/BOOT/EFIBOOT.IMG")
 		if err == nil {
 			if _, berr := v.File("ISOLINUX/ISOLINUX.BIN"); berr == nil {
-				im.Format = FormatISO // BIOS and EFI
+				im.Format = format.ISO // BIOS and EFI
 			}
 			im.layer("EFI/BOOT/EFIBOOT.IMG")
 			return im.fat(img)
@@ -210,7 +198,7 @@ func (im *Image) locate(r io.ReaderAt, size int64) error {
 		if ierr != nil {
 			return fmt.Errorf("%w (keel's ISOs hold EFI/BOOT/EFIBOOT.IMG or boot/initrd.img)", err)
 		}
-		im.Format = FormatISOBIOS
+		im.Format = format.ISOBIOS
 		im.layer("boot/initrd.img")
 		return im.initramfs(initrd, "ISO boot/initrd.img")
 	case len(head) >= 520 && string(head[512:520]) == "EFI PART":
@@ -219,21 +207,21 @@ func (im *Image) locate(r io.ReaderAt, size int64) error {
 		}
 		switch {
 		case im.efi && im.bios:
-			im.Format = FormatRaw
+			im.Format = format.Raw
 		case im.bios:
-			im.Format = FormatRawBIOS
+			im.Format = format.RawBIOS
 		default:
-			im.Format = FormatRawEFI
+			im.Format = format.RawEFI
 		}
 		return nil
 	case bytes.HasPrefix(head, []byte("MZ")):
-		im.Format = FormatUKI
+		im.Format = format.UKI
 		im.layer("UKI")
 		return im.uki(r, size)
 	case isRPi(head):
 		return im.rpi(r, size)
 	case isTar:
-		im.Format = FormatTar
+		im.Format = format.Tar
 		im.layer("tar")
 		im.kind = rootTar
 		im.open = func() (io.ReadCloser, error) { return io.NopCloser(io.NewSectionReader(r, 0, size)), nil }
@@ -241,7 +229,7 @@ func (im *Image) locate(r io.ReaderAt, size int64) error {
 	}
 	// Last: an initramfs, recognised by its codec.
 	if codec, ok := initramfs.Detect(head); ok {
-		im.Format = FormatKernelInitrd
+		im.Format = format.KernelInitrd
 		im.cpio(io.NewSectionReader(r, 0, size), codec)
 		return nil
 	}
@@ -284,7 +272,12 @@ func isGCE(r io.ReaderAt, size int64) bool {
 // disk that boots only through a BIOS, in the initramfs GRUB loads from
 // the boot partition.
 func (im *Image) disk(r io.ReaderAt, size int64) error {
-	part, err := bootPartition(r, size)
+	parts, err := disk.ReadGPT(r, size)
+	if err != nil {
+		return err
+	}
+	im.Partitions = parts
+	part, err := bootPart(parts)
 	if err != nil {
 		return err
 	}
@@ -321,6 +314,11 @@ func bootPartition(r io.ReaderAt, size int64) (disk.Part, error) {
 	if err != nil {
 		return disk.Part{}, err
 	}
+	return bootPart(parts)
+}
+
+// bootPart is bootPartition on a partition table already read.
+func bootPart(parts disk.Table) (disk.Part, error) {
 	if p, ok := parts.ByType(disk.TypeESP); ok {
 		return p, nil
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keelos/keel/internal/format"
 	"github.com/keelos/keel/internal/imageread/imagetest"
 )
 
@@ -36,15 +37,15 @@ func outputs(t *testing.T) map[string]string {
 
 func TestReadEveryFormat(t *testing.T) {
 	outs := outputs(t)
-	for _, format := range []string{FormatKernelInitrd, FormatTar, FormatUKI, FormatISOEFI, FormatRawEFI, FormatQcow2EFI} {
-		t.Run(format, func(t *testing.T) {
-			im, err := Open(outs[format])
+	for _, name := range []string{format.KernelInitrd, format.Tar, format.UKI, format.ISOEFI, format.RawEFI, format.Qcow2EFI} {
+		t.Run(name, func(t *testing.T) {
+			im, err := Open(outs[name])
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer im.Close()
-			if im.Format != format {
-				t.Errorf("format %q, want %q (layers %v)", im.Format, format, im.Layers)
+			if im.Format != name {
+				t.Errorf("format %q, want %q (layers %v)", im.Format, name, im.Layers)
 			}
 			names := []string{"/etc/keel/build.toml", "etc/keel/provenance.json", "etc/keel/empty", "usr/bin/big", "usr/bin/same-as-toml", "etc/keel/nope"}
 			files, _, err := im.ReadFiles(names...)
@@ -73,7 +74,7 @@ func TestReadEveryFormat(t *testing.T) {
 
 func TestKernelPathReadsInitrd(t *testing.T) {
 	outs := outputs(t)
-	kernel := strings.TrimSuffix(outs[FormatKernelInitrd], "-initrd.img") + "-kernel"
+	kernel := strings.TrimSuffix(outs[format.KernelInitrd], "-initrd.img") + "-kernel"
 	im, err := Open(kernel)
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +104,7 @@ func TestFAT32ESP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ukiData, err := os.ReadFile(outs[FormatUKI])
+	ukiData, err := os.ReadFile(outs[format.UKI])
 	if err != nil {
 		t.Fatal(err)
 	}

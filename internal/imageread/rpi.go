@@ -8,10 +8,8 @@ import (
 	"io"
 
 	"github.com/keelos/keel/internal/fat"
+	"github.com/keelos/keel/internal/format"
 )
-
-// FormatRPi is the Raspberry Pi boot disk (internal/rpi).
-const FormatRPi = "rpi"
 
 // isRPi reports whether head (the first sector at least) is an MBR, not
 // GPT-protective, whose first partition is FAT32 with LBA (type 0x0c), as
@@ -43,7 +41,7 @@ func (im *Image) rpi(r io.ReaderAt, size int64) error {
 	if err != nil {
 		return errors.Join(fmt.Errorf("FAT: no %s on the Raspberry Pi boot partition", initrdPath), err)
 	}
-	im.Format = FormatRPi
+	im.Format = format.RPi
 	im.layer("MBR partition 1 (FAT32 LBA)")
 	im.layer("FAT " + initrdPath)
 	return im.initramfs(io.NewSectionReader(bytes.NewReader(initrd), 0, int64(len(initrd))), initrdPath)

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/keelos/keel/internal/format"
 	"github.com/keelos/keel/internal/fstree"
 	"github.com/keelos/keel/internal/rpi"
 )
@@ -13,7 +14,7 @@ import (
 // Raspberry Pi disk as internal/rpi writes it.
 func TestReadRPi(t *testing.T) {
 	outs := outputs(t)
-	initrd, err := os.ReadFile(outs[FormatKernelInitrd])
+	initrd, err := os.ReadFile(outs[format.KernelInitrd])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,8 +35,8 @@ func TestReadRPi(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer im.Close()
-	if im.Format != FormatRPi {
-		t.Errorf("format %q, want %q (layers %v)", im.Format, FormatRPi, im.Layers)
+	if im.Format != format.RPi {
+		t.Errorf("format %q, want %q (layers %v)", im.Format, format.RPi, im.Layers)
 	}
 	got, err := im.ReadFile("etc/keel/build.toml")
 	if err != nil || string(got) != fixtureFiles["etc/keel/build.toml"] {

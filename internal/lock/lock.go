@@ -27,6 +27,86 @@ const FileName = "build.lock"
 type File struct {
 	Images []Image `toml:"image,omitempty"`
 	Debs   []Deb   `toml:"deb,omitempty"`
+	// Debian pins what each [debian] section of a local package resolved
+	// to, so a locked build takes the packages from here and never reads
+	// a mirror's indexes.
+	Debian []DebianSet `toml:"debian,omitempty"`
+}
+
+// DebianSet is one [debian] section's request, for one Debian
+// architecture, and the packages it resolved to.
+type DebianSet struct {
+	Suite      string      `toml:"suite"`
+	Arch       string      `toml:"arch"`
+	Components []string    `toml:"components,omitempty"` // empty: the client's default
+	Packages   []string    `toml:"packages"`
+	Exclude    []string    `toml:"exclude,omitempty"`
+	Debs       []PinnedDeb `toml:"deb"`
+}
+
+// PinnedDeb is one resolved package, with what fetching and labelling it
+// need: its path on the mirror and its source package.
+type PinnedDeb struct {
+	Name          string `toml:"name"`
+	Version       string `toml:"version"`
+	Arch          string `toml:"arch"`
+	Source        string `toml:"source,omitempty"`         // empty: Name
+	SourceVersion string `toml:"source-version,omitempty"` // empty: Version
+	Filename      string `toml:"filename"`
+	Size          int64  `toml:"size"`
+	SHA256        string `toml:"sha256"`
+}
+
+// Sort puts the request's names in order, which resolution does not
+// depend on, and the packages by name.
+func (s *DebianSet) Sort() {
+	s.Packages = slices.Compact(slices.Sorted(slices.Values(s.Packages)))
+	s.Exclude = slices.Compact(slices.Sorted(slices.Values(s.Exclude)))
+	slices.SortFunc(s.Debs, func(a, b PinnedDeb) int {
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Arch, b.Arch), cmp.Compare(a.Version, b.Version))
+	})
+}
+
+// request names the set's request, the key it is looked up by.
+func (s DebianSet) request() string {
+	return fmt.Sprintf("suite %s, %s, components [%s], packages [%s], exclude [%s]", s.Suite, s.Arch,
+		strings.Join(s.Components, " "), strings.Join(s.Packages, " "), strings.Join(s.Exclude, " "))
+}
+
+// String names the request, as errors show it.
+func (s DebianSet) String() string {
+	r := fmt.Sprintf("[debian] suite %s (%s) packages %s", s.Suite, s.Arch, strings.Join(s.Packages, " "))
+	if len(s.Components) > 0 {
+		r += ", components " + strings.Join(s.Components, " ")
+	}
+	if len(s.Exclude) > 0 {
+		r += ", exclude " + strings.Join(s.Exclude, " ")
+	}
+	return r
+}
+
+// DebianPins returns the locked set of the request req (whose Debs are
+// ignored), after sorting req as Sort does.
+func (f File) DebianPins(req DebianSet) (DebianSet, bool) {
+	req.Sort()
+	for _, s := range f.Debian {
+		if s.request() == req.request() {
+			return s, true
+		}
+	}
+	return DebianSet{}, false
+}
+
+// Archs are the architectures the file has images for, sorted.
+func (f File) Archs() []string {
+	var out []string
+	for _, im := range f.Images {
+		if !slices.Contains(out, im.Arch) {
+			out = append(out, im.Arch)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Image is one image reference resolved for one architecture.
@@ -56,12 +136,20 @@ func (f *File) Sort() {
 			cmp.Compare(a.Version, b.Version), cmp.Compare(a.SHA256, b.SHA256))
 	})
 	f.Debs = slices.Compact(f.Debs)
+	for i := range f.Debian {
+		f.Debian[i].Sort()
+	}
+	slices.SortStableFunc(f.Debian, func(a, b DebianSet) int { return cmp.Compare(a.request(), b.request()) })
+	f.Debian = slices.CompactFunc(f.Debian, func(a, b DebianSet) bool {
+		return a.request() == b.request() && slices.Equal(a.Debs, b.Debs)
+	})
 }
 
 // Marshal returns the lock file's bytes: sorted, deterministic.
 func (f File) Marshal() ([]byte, error) {
 	f.Images = slices.Clone(f.Images)
 	f.Debs = slices.Clone(f.Debs)
+	f.Debian = slices.Clone(f.Debian)
 	f.Sort()
 	var buf bytes.Buffer
 	buf.WriteString("# build.lock: written by `keel lock`; `keel build --locked` refuses to differ.\n\n")
@@ -119,8 +207,30 @@ func Read(ctx context.Context, path string) (File, error) {
 		}
 		return File{}, fmt.Errorf("%s: %w", path, err)
 	}
+	if err := f.check(); err != nil {
+		return File{}, fmt.Errorf("%s: %w", path, err)
+	}
 	f.Sort()
 	return f, nil
+}
+
+// check refuses pins a locked build could not use safely: a file name
+// that leaves the mirror, a digest or size that is not one.
+func (f File) check() error {
+	for _, s := range f.Debian {
+		for _, d := range s.Debs {
+			if !fs.ValidPath(d.Filename) || !strings.HasSuffix(d.Filename, ".deb") {
+				return fmt.Errorf("%s: deb %s: filename %q is not a .deb path inside the mirror", s, d.Name, d.Filename)
+			}
+			if len(d.SHA256) != 64 || strings.Trim(d.SHA256, "0123456789abcdef") != "" {
+				return fmt.Errorf("%s: deb %s: sha256 %q is not 64 lower-case hex digits", s, d.Name, d.SHA256)
+			}
+			if d.Size < 0 || d.Name == "" || d.Version == "" || d.Arch == "" {
+				return fmt.Errorf("%s: deb %q: needs a name, version, arch and a size of at least 0", s, d.Name)
+			}
+		}
+	}
+	return nil
 }
 
 // Image returns the locked digest of ref for arch.
@@ -193,5 +303,26 @@ func Diff(locked, resolved File) []string {
 			out = append(out, fmt.Sprintf("deb %s (%s): locked but no longer used", d.Name, d.Arch))
 		}
 	}
+
+	lockedSets := map[string]DebianSet{}
+	for _, s := range locked.Debian {
+		s.Sort()
+		lockedSets[s.request()] = s
+	}
+	rs := slices.Clone(resolved.Debian)
+	slices.SortFunc(rs, func(a, b DebianSet) int { return cmp.Compare(a.request(), b.request()) })
+	for _, s := range rs {
+		s.Sort()
+		l, ok := lockedSets[s.request()]
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("%s: not in the lock file", s))
+		case !slices.Equal(l.Debs, s.Debs):
+			out = append(out, fmt.Sprintf("%s: resolves to other packages than the lock file pins", s))
+		}
+	}
+	// A locked set no longer used is not a difference: which sections a
+	// build resolves depends on its formats (keel's tool packages), and
+	// the lock holds those of every format.
 	return out
 }

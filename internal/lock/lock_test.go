@@ -96,3 +96,52 @@ func TestDiffNamesEveryDifference(t *testing.T) {
 		}
 	}
 }
+
+func pinnedSet() DebianSet {
+	return DebianSet{Suite: "bookworm", Arch: "amd64", Packages: []string{"openssh-server", "busybox-static"},
+		Debs: []PinnedDeb{
+			{Name: "zlib1g", Version: "1:1.2.13", Arch: "amd64", Filename: "pool/main/z/zlib/zlib1g.deb", Size: 10, SHA256: strings.Repeat("2", 64)},
+			{Name: "busybox-static", Version: "1:1.35.0-4", Arch: "amd64", Source: "busybox", Filename: "pool/main/b/busybox/busybox-static.deb", Size: 20, SHA256: strings.Repeat("1", 64)},
+		}}
+}
+
+func TestDebianPinsRoundTripAndLookUpInAnyOrder(t *testing.T) {
+	p := filepath.Join(t.TempDir(), FileName)
+	f := sample()
+	f.Debian = []DebianSet{pinnedSet()}
+	if err := Write(p, f); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Read(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, ok := got.DebianPins(DebianSet{Suite: "bookworm", Arch: "amd64", Packages: []string{"busybox-static", "openssh-server"}})
+	if !ok || len(set.Debs) != 2 || set.Debs[0].Name != "busybox-static" || set.Debs[0].Source != "busybox" {
+		t.Fatalf("DebianPins = %+v, %v", set, ok)
+	}
+	if _, ok := got.DebianPins(DebianSet{Suite: "bookworm", Arch: "arm64", Packages: []string{"busybox-static", "openssh-server"}}); ok {
+		t.Error("a set of another architecture was found")
+	}
+	if d := Diff(got, got); len(d) != 0 {
+		t.Errorf("Diff of a file with itself: %v", d)
+	}
+	changed := got
+	changed.Debian = []DebianSet{pinnedSet()}
+	changed.Debian[0].Debs[0].SHA256 = strings.Repeat("3", 64)
+	if d := Diff(got, changed); len(d) != 1 || !strings.Contains(d[0], "other packages than the lock file pins") {
+		t.Errorf("Diff of a changed set: %v", d)
+	}
+}
+
+func TestReadRefusesPinsOutsideTheMirror(t *testing.T) {
+	p := filepath.Join(t.TempDir(), FileName)
+	f := File{Debian: []DebianSet{pinnedSet()}}
+	f.Debian[0].Debs[0].Filename = "../../etc/passwd.deb"
+	if err := Write(p, f); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Read(context.Background(), p); err == nil || !strings.Contains(err.Error(), "not a .deb path inside the mirror") {
+		t.Fatalf("Read accepted a filename outside the mirror: %v", err)
+	}
+}

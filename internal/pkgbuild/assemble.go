@@ -196,6 +196,9 @@ func writeLayer(t *fstree.Tree, dst string, b *Builder) error {
 // and applies the path filters.
 func (b *Builder) debianTree(ctx context.Context, p *plan, store *fstree.Store) (*fstree.Tree, error) {
 	t := fstree.New(store)
+	if b.Debian == nil && len(p.debs) > 0 {
+		return nil, fmt.Errorf("fetching Debian packages needs a Debian mirror: none found in the apt configuration; set %s", debian.MirrorEnv)
+	}
 	for _, d := range p.debs {
 		b.progress("%s (%s): fetch %s %s", p.pkg.Name, p.arch, d.Name, d.Version)
 		deb, err := b.Debian.Fetch(ctx, d)

@@ -2,6 +2,7 @@ package pkgbuild
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/keelos/keel/internal/debian"
 	"github.com/keelos/keel/internal/hostfile"
+	"github.com/keelos/keel/internal/lock"
 	"github.com/keelos/keel/internal/spec"
 )
 
@@ -256,11 +258,8 @@ func debianArch(arch string) string {
 }
 
 // resolveDebian resolves the [debian] section for arch, with "{arch}"
-// expanded in package names.
+// expanded in package names, or takes what b.Locked pins it to.
 func (b *Builder) resolveDebian(ctx context.Context, d *spec.Debian, arch string) ([]debian.Package, error) {
-	if b.Debian == nil {
-		return nil, fmt.Errorf("[debian] needs a Debian mirror: none found in the apt configuration; set %s", debian.MirrorEnv)
-	}
 	darch := debianArch(arch)
 	expand := func(names []string) []string {
 		out := make([]string, len(names))
@@ -269,15 +268,59 @@ func (b *Builder) resolveDebian(ctx context.Context, d *spec.Debian, arch string
 		}
 		return out
 	}
-	suite := d.Suite
-	if suite == "" {
-		suite = "bookworm"
+	req := lock.DebianSet{Suite: d.Suite, Arch: darch, Components: d.Components, Packages: expand(d.Packages), Exclude: expand(d.Exclude)}
+	if req.Suite == "" {
+		req.Suite = "bookworm"
 	}
-	pkgs, err := b.Debian.ResolveIn(ctx, suite, darch, d.Components, expand(d.Packages), expand(d.Exclude))
-	if err != nil {
-		return nil, fmt.Errorf("resolving Debian packages: %w", err)
+	var pkgs []debian.Package
+	if b.Locked != nil {
+		set, ok := b.Locked.DebianPins(req)
+		if !ok {
+			return nil, fmt.Errorf("%s is not in build.lock (the section changed since the lock was written): run keel lock", req)
+		}
+		pkgs = pinnedPackages(set)
+	} else {
+		if b.Debian == nil {
+			return nil, fmt.Errorf("[debian] needs a Debian mirror: none found in the apt configuration; set %s", debian.MirrorEnv)
+		}
+		resolved, err := b.Debian.ResolveIn(ctx, req.Suite, darch, d.Components, req.Packages, req.Exclude)
+		if err != nil {
+			return nil, fmt.Errorf("resolving Debian packages: %w", err)
+		}
+		pkgs = slices.Clone(resolved)
 	}
-	pkgs = slices.Clone(pkgs)
 	slices.SortFunc(pkgs, func(a, b debian.Package) int { return strings.Compare(a.Name, b.Name) })
+	req.Debs = pinnedDebs(pkgs)
+	req.Sort()
+	b.mu.Lock()
+	b.debianSets = append(b.debianSets, req)
+	b.mu.Unlock()
 	return pkgs, nil
+}
+
+// pinnedDebs is what a lock file records of resolved packages.
+func pinnedDebs(pkgs []debian.Package) []lock.PinnedDeb {
+	out := make([]lock.PinnedDeb, len(pkgs))
+	for i, p := range pkgs {
+		out[i] = lock.PinnedDeb{Name: p.Name, Version: p.Version, Arch: p.Arch, Filename: p.Filename, Size: p.Size, SHA256: p.SHA256}
+		if p.Source != p.Name {
+			out[i].Source = p.Source
+		}
+		if p.SourceVersion != p.Version {
+			out[i].SourceVersion = p.SourceVersion
+		}
+	}
+	return out
+}
+
+// pinnedPackages turns a lock file's pins back into packages, as the
+// index gave them (less the relations, which nothing reads after
+// resolving).
+func pinnedPackages(set lock.DebianSet) []debian.Package {
+	out := make([]debian.Package, len(set.Debs))
+	for i, d := range set.Debs {
+		out[i] = debian.Package{Name: d.Name, Version: d.Version, Arch: d.Arch, Source: cmp.Or(d.Source, d.Name),
+			SourceVersion: cmp.Or(d.SourceVersion, d.Version), Filename: d.Filename, SHA256: d.SHA256, Size: d.Size}
+	}
+	return out
 }

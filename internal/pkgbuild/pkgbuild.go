@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +29,7 @@ import (
 	"github.com/keelos/keel/internal/debian"
 	"github.com/keelos/keel/internal/epoch"
 	"github.com/keelos/keel/internal/imagelabel"
+	"github.com/keelos/keel/internal/lock"
 	"github.com/keelos/keel/internal/spec"
 )
 
@@ -49,10 +51,25 @@ type Builder struct {
 	// the environment's (KEEL_BUILDKIT_HOST, …).
 	// It is contacted only when a package with [build] is not cached.
 	BuildKit *buildkit.Config
+	// Locked, when set, pins every [debian] section: its packages are
+	// the ones Locked records, and a section it does not record is an
+	// error; no index is read.
+	Locked *lock.File
 
 	goOnce sync.Once
 	goVer  string
 	goErr  error
+
+	mu         sync.Mutex
+	debianSets []lock.DebianSet // what each [debian] section resolved to
+}
+
+// DebianSets returns what every [debian] section planned so far resolved
+// to (or was pinned to), for a lock file.
+func (b *Builder) DebianSets() []lock.DebianSet {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.debianSets)
 }
 
 // Result is the outcome of one package build.

@@ -83,6 +83,9 @@ type Machine struct {
 	changed chan struct{}
 	eof     bool
 	file    *os.File
+	// consoleShown: the console went to a person as it came (Run), so
+	// errors do not print its tail again.
+	consoleShown bool
 
 	readDone chan struct{}
 	waitOnce sync.Once
@@ -267,12 +270,12 @@ func (m *Machine) Expect(re *regexp.Regexp, timeout time.Duration) ([]string, er
 		eof, changed := m.eof, m.changed
 		m.mu.Unlock()
 		if eof {
-			return nil, fmt.Errorf("qemu: waiting for %q: QEMU exited%s\n%s", re, m.exitNote(), m.tail())
+			return nil, fmt.Errorf("qemu: waiting for %q: QEMU exited%s%s", re, m.exitNote(), m.tail())
 		}
 		select {
 		case <-changed:
 		case <-timer.C:
-			return nil, fmt.Errorf("qemu: waiting for %q: timed out after %s\n%s", re, timeout, m.tail())
+			return nil, fmt.Errorf("qemu: waiting for %q: timed out after %s%s", re, timeout, m.tail())
 		}
 	}
 }
@@ -290,15 +293,19 @@ func (m *Machine) exitNote() string {
 	return ""
 }
 
-// tail is the last 4 KiB of the console, for error messages.
+// tail is the last 4 KiB of the console, on lines of its own after an
+// error message; nothing when the console went to a person already (Run).
 func (m *Machine) tail() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.consoleShown {
+		return ""
+	}
 	c := m.console
 	if len(c) > 4<<10 {
 		c = c[len(c)-4<<10:]
 	}
-	return "--- console (last 4 KiB) ---\n" + string(c)
+	return "\n--- console (last 4 KiB) ---\n" + string(c)
 }
 
 // Send writes s to the serial console, as typed.
@@ -356,10 +363,10 @@ func (m *Machine) Wait() error {
 
 func (m *Machine) verdict(timedOut bool) error {
 	if bad := failure.Find(m.console); bad != nil {
-		return fmt.Errorf("qemu: guest failed: %s\n%s", bad, m.tail())
+		return fmt.Errorf("qemu: guest failed: %s%s", bad, m.tail())
 	}
 	if timedOut {
-		return fmt.Errorf("qemu: timed out after %s\n%s", m.timeout, m.tail())
+		return fmt.Errorf("qemu: timed out after %s%s", m.timeout, m.tail())
 	}
 	if m.waitErr != nil {
 		if err := m.ctx.Err(); err != nil && m.cmd.ProcessState != nil && !m.cmd.ProcessState.Success() {

@@ -26,6 +26,9 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	m.mu.Lock()
+	m.consoleShown = opts.Console != nil
+	m.mu.Unlock()
 	if opts.Stdin != nil {
 		// This goroutine may stay blocked in Read after the machine ends;
 		// the caller is about to exit.

@@ -106,21 +106,10 @@ enable_uart=1
 // becomes /dev/console last: the Pi 5's debug UART and the GPIO UART of a
 // Pi 3 or 4 (the 8250 mini UART, serial1 in the upstream device trees).
 // A console that does not exist on a board is ignored by the kernel.
+// They stand in cmdline.txt for the consoles keel adds when a spec names
+// none (meant for virtual machines, such as ttyAMA0 under QEMU's virt
+// board, which is the Bluetooth UART on a Pi).
 var Consoles = []string{"console=ttyAMA10,115200", "console=ttyS1,115200"}
-
-// Cmdline is cmdline.txt: the image's command line with its console=
-// arguments (meant for virtual machines, such as ttyAMA0 under QEMU's
-// virt board, which is the Bluetooth UART on a Pi) replaced by the Pi's
-// serial consoles.
-func Cmdline(cmdline string) string {
-	var args []string
-	for _, a := range strings.Fields(cmdline) {
-		if !strings.HasPrefix(a, "console=") {
-			args = append(args, a)
-		}
-	}
-	return strings.Join(append(args, Consoles...), " ")
-}
 
 // Options describe a Pi boot disk.
 type Options struct {

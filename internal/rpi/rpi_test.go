@@ -15,18 +15,6 @@ import (
 
 func file(name string, data []byte) fstree.MemFile { return fstree.MemFile{Path: name, Data: data} }
 
-func TestCmdline(t *testing.T) {
-	for in, want := range map[string]string{
-		"console=ttyAMA0 panic=-1": "panic=-1 console=ttyAMA10,115200 console=ttyS1,115200",
-		"":                         "console=ttyAMA10,115200 console=ttyS1,115200",
-		"quiet console=tty0 console=ttyS0  foo=1": "quiet foo=1 console=ttyAMA10,115200 console=ttyS1,115200",
-	} {
-		if got := Cmdline(in); got != want {
-			t.Errorf("Cmdline(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestConfig(t *testing.T) {
 	c := string(Config("x"))
 	for _, line := range []string{"arm_64bit=1", "kernel=vmlinuz", "initramfs initrd.img followkernel", "enable_uart=1", "upstream_kernel=1", "[pi4]", "[pi5]"} {
@@ -84,7 +72,7 @@ func TestWriteDiskExternalTools(t *testing.T) {
 	opts := Options{
 		Seed: "test-seed",
 		Files: fstree.MemFiles{
-			file(ConfigName, Config("t")), file(CmdlineName, []byte(Cmdline("")+"\n")),
+			file(ConfigName, Config("t")), file(CmdlineName, []byte(strings.Join(Consoles, " ")+"\n")),
 			file("start4.elf", bytes.Repeat([]byte{1}, 3<<20)), file("overlays/x.dtbo", []byte("dtbo")),
 		},
 		Epoch: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC),

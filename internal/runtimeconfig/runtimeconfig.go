@@ -1,9 +1,11 @@
 // Package runtimeconfig turns a container's keel configuration and its
-// image's config into the OCI runtime-spec document (config.json) that
-// init's runtime executes.
+// image's config into the OCI runtime-spec document (a bundle's
+// layout.BundleConfig) that init's runtime executes.
 //
 // The document is meant to be readable by standard OCI tools too, so keel's
-// own settings that have no OCI field travel as org.keel.* annotations.
+// own settings that have no OCI field travel as the annotations
+// internal/layout defines, in its wire types: this package converts the
+// spec's types into them, and init reads only those.
 package runtimeconfig
 
 import (
@@ -18,47 +20,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/keelos/keel/internal/layout"
 	"github.com/keelos/keel/internal/spec"
 )
-
-// Annotation keys written into every document.
-const (
-	AnnotationName    = "org.keel.name"
-	AnnotationKind    = "org.keel.kind"
-	AnnotationRestart = "org.keel.restart"
-	AnnotationRuntime = "org.keel.runtime"
-	// AnnotationDevices holds the JSON list of DeferredDevice entries:
-	// devices whose node numbers can only be known on the running machine
-	// (no major/minor given, or a glob), which init resolves at start.
-	AnnotationDevices = "org.keel.devices"
-	// AnnotationSeccomp names the container's seccomp profile: "default",
-	// "unconfined", or the path of a custom profile as the spec gives it.
-	AnnotationSeccomp = "org.keel.seccomp"
-	// AnnotationSeccompSHA256 is the hex SHA-256 of the compiled program
-	// in SeccompFile, which init installs only if it matches; absent
-	// when the container is unconfined.
-	AnnotationSeccompSHA256 = "org.keel.seccomp.sha256"
-)
-
-// SeccompFile holds a container's compiled seccomp program (raw struct
-// sock_filter instructions) beside its config.json.
-const SeccompFile = "seccomp.bpf"
-
-// Seccomp profile names.
-const (
-	SeccompDefault    = "default"
-	SeccompUnconfined = "unconfined"
-)
-
-// Kinds of containers.
-const (
-	KindOnboot     = "onboot"
-	KindService    = "service"
-	KindOnshutdown = "onshutdown"
-)
-
-// DefaultPath is the PATH given to a container whose image and spec set none.
-const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // cpuPeriod is the CFS period (µs) that resources.cpu is expressed against.
 const cpuPeriod = 100000
@@ -81,12 +45,13 @@ var (
 )
 
 // Generate builds the runtime-spec document for the container name of the
-// given kind (onboot, service or onshutdown) from its configuration cfg
+// given kind (layout.KindOnboot, KindService or KindOnshutdown) from its
+// configuration cfg
 // (package defaults already overridden by the spec entry) and its image's
 // config img.
 func Generate(name string, kind string, cfg spec.Config, img v1.Config) (*specs.Spec, error) {
 	switch kind {
-	case KindOnboot, KindService, KindOnshutdown:
+	case layout.KindOnboot, layout.KindService, layout.KindOnshutdown:
 	default:
 		return nil, fmt.Errorf("container %s: unknown kind %q", name, kind)
 	}
@@ -139,16 +104,16 @@ func Generate(name string, kind string, cfg spec.Config, img v1.Config) (*specs.
 	s := &specs.Spec{
 		Version: specs.Version,
 		Process: process,
-		Root:    &specs.Root{Path: "rootfs", Readonly: cfg.Readonly != nil && *cfg.Readonly},
+		Root:    &specs.Root{Path: layout.BundleRootfs, Readonly: cfg.Readonly != nil && *cfg.Readonly},
 		Linux: &specs.Linux{
 			Namespaces:    namespaces,
-			CgroupsPath:   "/keel/" + name,
+			CgroupsPath:   layout.CgroupParent + "/" + name,
 			MaskedPaths:   append([]string(nil), MaskedPaths...),
 			ReadonlyPaths: append([]string(nil), ReadonlyPaths...),
 		},
 		Annotations: map[string]string{
-			AnnotationName: name,
-			AnnotationKind: kind,
+			layout.AnnotationName: name,
+			layout.AnnotationKind: kind,
 		},
 	}
 	if hasNamespace(namespaces, specs.UTSNamespace) {
@@ -166,24 +131,24 @@ func Generate(name string, kind string, cfg spec.Config, img v1.Config) (*specs.
 		}
 	}
 
-	restart := "never"
-	if kind == KindService {
-		restart = "always"
+	restart := layout.RestartNever
+	if kind == layout.KindService {
+		restart = layout.RestartAlways
 	}
 	if cfg.Restart != nil && *cfg.Restart != "" {
 		restart = *cfg.Restart
 	}
-	s.Annotations[AnnotationRestart] = restart
-	s.Annotations[AnnotationSeccomp] = SeccompDefault
+	s.Annotations[layout.AnnotationRestart] = restart
+	s.Annotations[layout.AnnotationSeccomp] = layout.SeccompDefault
 	if cfg.Seccomp != nil && *cfg.Seccomp != "" {
-		s.Annotations[AnnotationSeccomp] = *cfg.Seccomp
+		s.Annotations[layout.AnnotationSeccomp] = *cfg.Seccomp
 	}
 	if cfg.Runtime != nil {
-		b, err := json.Marshal(cfg.Runtime)
+		b, err := json.Marshal(runtimeOf(cfg.Runtime))
 		if err != nil {
 			return nil, fmt.Errorf("container %s: runtime: %w", name, err)
 		}
-		s.Annotations[AnnotationRuntime] = string(b)
+		s.Annotations[layout.AnnotationRuntime] = string(b)
 	}
 
 	if s.Mounts, err = mountsOf(cfg, hasNamespace(namespaces, specs.NetworkNamespace)); err != nil {
@@ -202,20 +167,33 @@ func Generate(name string, kind string, cfg spec.Config, img v1.Config) (*specs.
 	return s, nil
 }
 
-// SetSeccompProgram records in s the digest of the compiled seccomp
-// program that goes beside it as SeccompFile.
-func SetSeccompProgram(s *specs.Spec, program []byte) {
-	sum := sha256.Sum256(program)
-	s.Annotations[AnnotationSeccompSHA256] = hex.EncodeToString(sum[:])
+// runtimeOf converts the spec's runtime key into the wire type init
+// reads.
+func runtimeOf(r *spec.Runtime) layout.Runtime {
+	out := layout.Runtime{Mkdir: r.Mkdir}
+	for _, i := range r.Interfaces {
+		out.Interfaces = append(out.Interfaces, layout.Interface{Name: i.Name, Add: i.Add, Peer: i.Peer, CreateInNS: i.CreateInNS})
+	}
+	if b := r.BindNS; b != nil {
+		out.BindNS = &layout.BindNS{Net: b.Net, Pid: b.Pid, Ipc: b.Ipc, Uts: b.Uts, Mnt: b.Mnt, Cgroup: b.Cgroup}
+	}
+	return out
 }
 
-// Marshal encodes a document as config.json: indented, with a trailing
+// SetSeccompProgram records in s the digest of the compiled seccomp
+// program that goes beside it as layout.BundleSeccomp.
+func SetSeccompProgram(s *specs.Spec, program []byte) {
+	sum := sha256.Sum256(program)
+	s.Annotations[layout.AnnotationSeccompSHA256] = hex.EncodeToString(sum[:])
+}
+
+// Marshal encodes a document as layout.BundleConfig: indented, with a trailing
 // newline. encoding/json sorts map keys, so equal documents give equal
 // bytes.
 func Marshal(s *specs.Spec) ([]byte, error) {
 	b, err := json.MarshalIndent(s, "", "\t")
 	if err != nil {
-		return nil, fmt.Errorf("encoding config.json: %w", err)
+		return nil, fmt.Errorf("encoding %s: %w", layout.BundleConfig, err)
 	}
 	return append(b, '\n'), nil
 }
@@ -224,7 +202,7 @@ func capabilitySet(caps []spec.Capability) []string {
 	set := map[string]bool{}
 	for _, c := range caps {
 		if c.IsAll() {
-			for _, k := range spec.Capabilities() {
+			for _, k := range layout.Capabilities() {
 				set[k] = true
 			}
 			continue
@@ -233,7 +211,7 @@ func capabilitySet(caps []spec.Capability) []string {
 	}
 	var out []string
 	// Kernel number order: stable and what readers of capability.h expect.
-	for _, k := range spec.Capabilities() {
+	for _, k := range layout.Capabilities() {
 		if set[k] {
 			out = append(out, k)
 		}
@@ -243,7 +221,7 @@ func capabilitySet(caps []spec.Capability) []string {
 
 // Environment merges the image's variables with the configuration's,
 // later ones replacing earlier ones of the same name in place, and gives
-// PATH a default (DefaultPath) when neither sets it.
+// PATH a default (layout.DefaultPath) when neither sets it.
 func Environment(image, config []string) []string {
 	var out []string
 	index := map[string]int{}
@@ -257,7 +235,7 @@ func Environment(image, config []string) []string {
 		out = append(out, kv)
 	}
 	if _, ok := index["PATH"]; !ok {
-		out = append([]string{"PATH=" + DefaultPath}, out...)
+		out = append([]string{"PATH=" + layout.DefaultPath}, out...)
 	}
 	return out
 }
@@ -418,21 +396,9 @@ func defaultDeviceRules() []specs.LinuxDeviceCgroup {
 	}
 }
 
-// DeferredDevice is one entry of AnnotationDevices: a device of the
-// configuration that init finds on the running machine. Path may be a
-// glob; what is unset is taken from the node found there.
-type DeferredDevice struct {
-	Path        string       `json:"path"`
-	Type        string       `json:"type,omitempty"`
-	Major       *int64       `json:"major,omitempty"`
-	Minor       *int64       `json:"minor,omitempty"`
-	FileMode    *os.FileMode `json:"fileMode,omitempty"` // as in specs.LinuxDevice
-	Permissions string       `json:"permissions,omitempty"`
-}
-
 func devicesOf(s *specs.Spec, devices []spec.Device) error {
 	s.Linux.Resources = &specs.LinuxResources{Devices: defaultDeviceRules()}
-	var deferred []DeferredDevice
+	var deferred []layout.DeferredDevice
 	for _, d := range devices {
 		if !path.IsAbs(d.Path) || !strings.HasPrefix(path.Clean(d.Path), "/dev/") {
 			return fmt.Errorf("device %q: want a path under /dev", d.Path)
@@ -453,7 +419,7 @@ func devicesOf(s *specs.Spec, devices []spec.Device) error {
 			return fmt.Errorf("device %q: type %q: want c or b", d.Path, d.Type)
 		}
 		if d.Type == "" || d.Major == nil || d.Minor == nil || strings.ContainsAny(d.Path, "*?[") {
-			deferred = append(deferred, DeferredDevice{
+			deferred = append(deferred, layout.DeferredDevice{
 				Path: d.Path, Type: d.Type, Major: d.Major, Minor: d.Minor, FileMode: mode, Permissions: d.Permissions,
 			})
 			continue
@@ -471,7 +437,7 @@ func devicesOf(s *specs.Spec, devices []spec.Device) error {
 		if err != nil {
 			return fmt.Errorf("devices: %w", err)
 		}
-		s.Annotations[AnnotationDevices] = string(b)
+		s.Annotations[layout.AnnotationDevices] = string(b)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/keelos/keel/internal/layout"
 	"github.com/keelos/keel/internal/spec"
 )
 
@@ -16,33 +17,33 @@ func TestSeccompAnnotations(t *testing.T) {
 		set  *string
 		want string
 	}{
-		{nil, SeccompDefault},
-		{str(""), SeccompDefault},
-		{str("unconfined"), SeccompUnconfined},
+		{nil, layout.SeccompDefault},
+		{str(""), layout.SeccompDefault},
+		{str("unconfined"), layout.SeccompUnconfined},
 		{str("profiles/web.json"), "profiles/web.json"},
 	} {
-		s, err := Generate("svc", KindService, spec.Config{Command: []string{"/x"}, Seccomp: c.set}, v1.Config{})
+		s, err := Generate("svc", layout.KindService, spec.Config{Command: []string{"/x"}, Seccomp: c.set}, v1.Config{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := s.Annotations[AnnotationSeccomp]; got != c.want {
+		if got := s.Annotations[layout.AnnotationSeccomp]; got != c.want {
 			t.Errorf("seccomp %v: annotation %q, want %q", c.set, got, c.want)
 		}
-		if _, ok := s.Annotations[AnnotationSeccompSHA256]; ok {
+		if _, ok := s.Annotations[layout.AnnotationSeccompSHA256]; ok {
 			t.Error("a digest before any program was set")
 		}
 		if s.Linux.Seccomp != nil {
 			t.Error("linux.seccomp is set: keel's program travels beside config.json")
 		}
 	}
-	s, err := Generate("svc", KindService, spec.Config{Command: []string{"/x"}}, v1.Config{})
+	s, err := Generate("svc", layout.KindService, spec.Config{Command: []string{"/x"}}, v1.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	prog := []byte{0x06, 0, 0, 0, 0, 0, 0xff, 0x7f}
 	SetSeccompProgram(s, prog)
 	sum := sha256.Sum256(prog)
-	if got := s.Annotations[AnnotationSeccompSHA256]; got != hex.EncodeToString(sum[:]) {
+	if got := s.Annotations[layout.AnnotationSeccompSHA256]; got != hex.EncodeToString(sum[:]) {
 		t.Errorf("digest annotation %q", got)
 	}
 }

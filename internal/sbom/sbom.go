@@ -29,14 +29,17 @@ import (
 	spdxjson "github.com/spdx/tools-golang/json"
 	"github.com/spdx/tools-golang/spdx/v2/common"
 	spdx "github.com/spdx/tools-golang/spdx/v2/v2_3"
+
+	"github.com/keelos/keel/internal/layout"
 )
 
-// Files keel writes into every image, relative to the image root.
+// Files keel writes into every image, relative to the image root (where
+// internal/layout puts them).
 const (
-	SpecPath       = "etc/keel/build.toml"      // the resolved spec
-	ProvenancePath = "etc/keel/provenance.json" // Provenance
-	SBOMPath       = "etc/keel/sbom.spdx.json"  // this package's document
-	FileSuffix     = ".spdx.json"               // next to the outputs: NAME-ARCH.spdx.json
+	SpecPath       = layout.Spec       // the resolved spec
+	ProvenancePath = layout.Provenance // Provenance
+	SBOMPath       = layout.SBOM       // this package's document
+	FileSuffix     = ".spdx.json"      // next to the outputs: NAME-ARCH.spdx.json
 	namespaceBase  = "https://github.com/keelos/keel/spdx/"
 	noAssertion    = "NOASSERTION"
 	rootID         = "Image"
@@ -46,7 +49,7 @@ const (
 )
 
 // Image roles, in the order an image boots.
-var Roles = []string{"init", "kernel", "onboot", "service", "onshutdown"}
+var Roles = []string{"init", "kernel", layout.KindOnboot, layout.KindService, layout.KindOnshutdown}
 
 // Image is one OCI image the build used.
 type Image struct {

@@ -26,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/keelos/keel/internal/cache"
+	"github.com/keelos/keel/internal/lock"
 	"github.com/keelos/keel/internal/pkgbuild"
 	"github.com/keelos/keel/internal/spec"
 )
@@ -37,6 +38,13 @@ type Resolver struct {
 	Packages *pkgbuild.Builder
 	// Pull re-resolves registry tags even when the cache knows them.
 	Pull bool
+	// Offline downloads nothing: a registry image the cache does not
+	// hold is an error wrapping ErrOffline.
+	Offline bool
+	// Locked, when set, gives every registry reference its digest: the
+	// image is the one Locked records (pulled by digest if not cached),
+	// and a reference it does not record is an error.
+	Locked *lock.File
 	// Keychain gives registry credentials; nil means authn.DefaultKeychain
 	// (the docker config and its credential helpers).
 	Keychain authn.Keychain
@@ -118,6 +126,10 @@ func (r *Resolver) image(ctx context.Context, ref spec.ImageRef, arch string) (v
 	}
 }
 
+// ErrOffline is wrapped by the error for a registry image an offline
+// resolver does not hold.
+var ErrOffline = errors.New("offline")
+
 func exists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
@@ -133,6 +145,24 @@ func (r *Resolver) registry(ctx context.Context, s, arch string) (v1.Image, erro
 	if err != nil {
 		return nil, fmt.Errorf("not a local path or an image reference: %w", err)
 	}
+	if r.Locked != nil {
+		dig, ok := r.Locked.Image(s, arch)
+		if !ok {
+			return nil, errors.New("not in build.lock: run keel lock")
+		}
+		if ref, err = name.NewDigest(ref.Context().Name() + "@" + dig); err != nil {
+			return nil, fmt.Errorf("build.lock: %w", err)
+		}
+		// A locked digest is the platform image's: the key it is
+		// cached under.
+		img, err := r.Cache.Image(ref.Name())
+		if err == nil {
+			return img, nil
+		}
+		if !errors.Is(err, cache.ErrNotFound) {
+			return nil, err
+		}
+	}
 	_, byDigest := ref.(name.Digest)
 	alias := ref.Name() + " linux/" + arch
 	if byDigest || !r.Pull {
@@ -143,6 +173,9 @@ func (r *Resolver) registry(ctx context.Context, s, arch string) (v1.Image, erro
 		if !errors.Is(err, cache.ErrNotFound) {
 			return nil, err
 		}
+	}
+	if r.Offline {
+		return nil, fmt.Errorf("%w: %s for linux/%s is not in the cache", ErrOffline, ref.Name(), arch)
 	}
 	kc := r.Keychain
 	if kc == nil {

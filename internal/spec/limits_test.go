@@ -24,7 +24,7 @@ func TestLengthLimits(t *testing.T) {
 		{"spec name", "name = \"" + name(63) + "\"\n" + kernel, ""},
 		{"spec name", "name = \"" + name(64) + "\"\n" + kernel, `"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"… is too long for a name (64 characters; at most 63)`},
 		{"container name", kernel + "[[service]]\nname = \"" + name(64) + "\"\nimage = \"./a\"\n", "too long for a name (64 characters; at most 63)"},
-		{"volume name", kernel + "[[volume]]\nname = \"" + name(1000) + "\"\n", "too long for a name (1000 characters; at most 63)"},
+		{"volume name", kernel + "[[volume]]\nname = \"" + name(1000) + "\"\nsize = \"1M\"\n", "too long for a name (1000 characters; at most 63)"},
 		{"path component", file("/etc/" + name(255)), ""},
 		{"path component", file("/etc/" + name(256) + "/x"), "has a name too long (256 bytes; at most 255)"},
 		{"path", file(path(4095)), ""},

@@ -2,25 +2,9 @@ package spec
 
 import (
 	"fmt"
-	"strings"
-)
 
-// SysctlNamespace returns the namespace ("net", "ipc" or "uts") whose
-// copy of a sysctl a container writes, or "" for a sysctl the kernel
-// keeps once for the whole machine, which no container may set. These
-// are the sysctls runc lets a container set.
-func SysctlNamespace(name string) string {
-	switch {
-	case strings.HasPrefix(name, "net."):
-		return "net"
-	case strings.HasPrefix(name, "kernel.msg"), strings.HasPrefix(name, "kernel.sem"),
-		strings.HasPrefix(name, "kernel.shm"), strings.HasPrefix(name, "fs.mqueue."):
-		return "ipc"
-	case name == "kernel.hostname", name == "kernel.domainname":
-		return "uts"
-	}
-	return ""
-}
+	"github.com/keelos/keel/internal/layout"
+)
 
 // hostSysctls says where a host sysctl goes instead.
 const hostSysctls = "set host sysctls with the sysctl onboot package (pkg/sysctl) and a [[file]] in /etc/sysctl.d"
@@ -30,13 +14,13 @@ const hostSysctls = "set host sysctls with the sysctl onboot package (pkg/sysctl
 // and a namespace joined by path counts as the container's own (init
 // checks at start that it is not init's own namespace).
 func (c *Config) sysctlProblem(name string) string {
-	ns := SysctlNamespace(name)
+	ns := layout.SysctlNamespace(name)
 	if ns == "" {
 		return fmt.Sprintf("%q is a host sysctl: a container may set only those of its own namespaces "+
 			"(net.* with net; kernel.msg*, kernel.sem*, kernel.shm*, fs.mqueue.* with ipc; "+
 			"kernel.hostname, kernel.domainname with uts); %s", name, hostSysctls)
 	}
-	v := map[string]*string{"net": c.Net, "ipc": c.Ipc, "uts": c.Uts}[ns]
+	v := map[string]*string{layout.SysctlNet: c.Net, layout.SysctlIPC: c.Ipc, layout.SysctlUTS: c.Uts}[ns]
 	if v != nil && *v == "host" {
 		return fmt.Sprintf("%q needs the container's own %s namespace, but %s = \"host\": "+
 			"give the container %s = \"new\", or %s", name, ns, ns, ns, hostSysctls)

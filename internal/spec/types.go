@@ -138,7 +138,9 @@ type Resources struct {
 	Pids   *int64 `toml:"pids,omitempty" json:"pids,omitempty"`
 }
 
-// Runtime holds actions init performs around a container's start.
+// Runtime holds actions init performs around a container's start. It is
+// the spec's key; init reads it as layout.Runtime, which
+// internal/runtimeconfig converts it into.
 type Runtime struct {
 	Mkdir      []string    `toml:"mkdir,omitempty" json:"mkdir,omitempty"` // host paths created before start
 	Interfaces []Interface `toml:"interfaces,omitempty" json:"interfaces,omitempty"`
@@ -189,8 +191,9 @@ func (f File) SourcePath() string {
 	return filepath.Join(f.Dir, f.Source)
 }
 
-// Volume is a data disk the image expects (created by `keel run`, and
-// formatted on first boot by the format package).
+// Volume is a named, persistent data volume: a partition of Size on every
+// disk format, formatted once at first boot and mounted by init at
+// VolumePath(Name) before containers start; a bind names it as its source.
 type Volume struct {
 	Name string `toml:"name" json:"name"`
 	Size Size   `toml:"size,omitempty" json:"size,omitzero"`

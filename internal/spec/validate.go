@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/keelos/keel/internal/format"
 	"github.com/keelos/keel/internal/hostname"
 )
 
@@ -136,6 +137,12 @@ func (l *located) checkSpec(s *Spec) {
 	for i, v := range s.Volumes {
 		p := vp.entry(i, v.Name)
 		l.checkName(p.field("name"), v.Name)
+		if len(v.Name) > MaxVolumeNameLen && len(v.Name) <= MaxNameLen {
+			l.errorf(p.field("name"), "volume name %q is too long (%d characters; at most %d, a GPT partition name)", v.Name, len(v.Name), MaxVolumeNameLen)
+		}
+		if !l.has(p.field("size")) {
+			l.errorf(p.field("size"), "required: the volume's size (its partition's on a disk), e.g. size = \"1GiB\"")
+		}
 		if prev, dup := seen[v.Name]; dup && v.Name != "" {
 			l.errorf(p.field("name"), "duplicate volume name %q (first at line %d)", v.Name, l.lookup(prev).line)
 		} else {
@@ -148,10 +155,10 @@ func (l *located) checkSpec(s *Spec) {
 		// the keel format replaces an accepted one.
 		if k, err := ResolveFormat(f); err == nil {
 			s.Output.Formats[i] = k
-		} else if isFormatAlias(f) {
+		} else if _, alias := format.LookupAlias(f); alias {
 			l.errorf(op.field("formats").elem(i), "%v", err)
 		} else {
-			l.checkOneOf(op.field("formats").elem(i), f, Formats, "output format")
+			l.checkOneOf(op.field("formats").elem(i), f, format.Names(), "output format")
 		}
 	}
 	if l.has(op.field("root")) {
@@ -289,6 +296,9 @@ func (l *located) checkConfig(p keyPath, c *Config) {
 					l.errorf(ip.field("peer"), "%q is not an interface name", it.Peer)
 				}
 			}
+			if it.CreateInNS && it.Add != "veth" {
+				l.errorf(ip.field("create-in-ns"), "create-in-ns needs add = \"veth\" (an existing interface is moved, not created)")
+			}
 		}
 		if b := r.BindNS; b != nil {
 			bp := rp.field("bind-ns")
@@ -337,6 +347,13 @@ func (l *located) checkBind(p keyPath, b string) {
 	if len(parts) < 2 || len(parts) > 3 {
 		l.errorf(p, "%q is not SRC:DST[:OPTIONS]", b)
 		return
+	}
+	if _, ok := BindVolume(b); ok {
+		if err := CheckName(parts[0]); err != nil {
+			l.errorf(p, "bind %q: the source is neither an absolute clean path nor a volume name: %v", b, err)
+			return
+		}
+		parts[0] = "/"
 	}
 	for _, x := range parts[:2] {
 		if !strings.HasPrefix(x, "/") || path.Clean(x) != x || slices.Contains(strings.Split(x, "/"), "..") {

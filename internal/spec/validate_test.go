@@ -3,6 +3,8 @@ package spec
 import (
 	"strings"
 	"testing"
+
+	"github.com/keelos/keel/internal/layout"
 )
 
 // service wraps container keys in a valid spec.
@@ -32,7 +34,9 @@ func TestValidationRules(t *testing.T) {
 		{"env", service(`env = ["A=1", "B"]`), `service[svc].env: "B" is not KEY=value`},
 		{"cwd relative", service(`cwd = "tmp"`), `service[svc].cwd: "tmp" is not an absolute path`},
 		{"binds ok", service(`binds = ["/var:/var:rw,rshared", "/etc/resolv.conf:/etc/resolv.conf"]`), ""},
-		{"binds relative", service(`binds = ["var:/var"]`), `service[svc].binds: bind "var:/var": "var" is not an absolute clean path`},
+		{"binds volume", service(`binds = ["data:/var/lib/app", "data:/srv:ro"]`), ""},
+		{"binds relative", service(`binds = ["./var:/var"]`), `service[svc].binds: bind "./var:/var": the source is neither an absolute clean path nor a volume name`},
+		{"binds volume dst", service(`binds = ["data:var"]`), `bind "data:var": "var" is not an absolute clean path`},
 		{"binds option", service(`binds = ["/var:/var:rshard"]`), `unknown option "rshard"; did you mean "rshared"?`},
 		{"binds shape", service(`binds = ["/var"]`), `"/var" is not SRC:DST[:OPTIONS]`},
 		{"tmpfs ok", service(`tmpfs = ["/tmp:size=64m,mode=1777,nosuid", "/run"]`), ""},
@@ -82,6 +86,7 @@ func TestValidationRules(t *testing.T) {
 		{"runtime mkdir", service("[service.runtime]\nmkdir = [\"var\"]\n"), `service[svc].runtime.mkdir: "var" is not an absolute path`},
 		{"runtime interface", service("[[service.runtime.interfaces]]\nname = \"eth1\"\nadd = \"vet\"\n"), `service[svc].runtime.interfaces[eth1].add: unknown interface type "vet" (only veth); did you mean "veth"?`},
 		{"runtime peer", service("[[service.runtime.interfaces]]\nname = \"eth1\"\npeer = \"x\"\n"), `peer needs add = "veth"`},
+		{"runtime create-in-ns", service("[[service.runtime.interfaces]]\nname = \"eth1\"\ncreate-in-ns = true\n"), `create-in-ns needs add = "veth"`},
 		{"runtime bind-ns", service("[service.runtime.bind-ns]\nnet = \"netns\"\n"), `service[svc].runtime.bind-ns.net: "netns" is not an absolute path`},
 		{"file ok", kernel + "[[file]]\npath = \"/etc/x\"\ncontents = \"\"\nmode = \"0600\"\n[[file]]\npath = \"/var/lib/x\"\ndirectory = true\n[[file]]\npath = \"/bin/sh\"\nsymlink = \"busybox\"\n[[file]]\npath = \"/etc/y\"\nsource = \"files/y\"\n", ""},
 		{"file two kinds", kernel + "[[file]]\npath = \"/etc/x\"\ncontents = \"a\"\nsource = \"x\"\n", `file[/etc/x]: set exactly one of contents, source, symlink or directory (got contents and source)`},
@@ -96,7 +101,9 @@ func TestValidationRules(t *testing.T) {
 		{"file symlink mode", kernel + "[[file]]\npath = \"/x\"\nsymlink = \"y\"\nmode = \"0644\"\n", `a symlink has no mode`},
 		{"volume ok", kernel + "[[volume]]\nname = \"data\"\nsize = \"512MiB\"\n", ""},
 		{"volume size", kernel + "[[volume]]\nname = \"data\"\nsize = \"0\"\n", `volume[data].size: size must be above zero`},
-		{"volume duplicate", kernel + "[[volume]]\nname = \"d\"\n[[volume]]\nname = \"d\"\n", `duplicate volume name "d"`},
+		{"volume duplicate", kernel + "[[volume]]\nname = \"d\"\nsize = \"1M\"\n[[volume]]\nname = \"d\"\nsize = \"1M\"\n", `duplicate volume name "d"`},
+		{"volume no size", kernel + "[[volume]]\nname = \"data\"\n", `volume[data].size: required`},
+		{"volume long name", kernel + "[[volume]]\nname = \"" + strings.Repeat("a", 37) + "\"\nsize = \"1M\"\n", `at most 36, a GPT partition name`},
 		{"formats ok", kernel + "[output]\nformats = [\"kernel+initrd\", \"tar\", \"uki\", \"iso-efi\", \"iso-bios\", \"iso\", \"raw-efi\", \"raw-bios\", \"raw\", \"qcow2-efi\", \"qcow2-bios\", \"vhd\", \"dynamic-vhd\", \"vhdx\", \"vmdk\", \"ova\", \"gce\", \"aws\", \"rpi\"]\n", ""},
 		{"format", kernel + "[output]\nformats = [\"qcow\"]\n", `output.formats: unknown output format "qcow"`},
 		{"root", kernel + "[output]\nroot = \"squashf\"\n", `output.root: unknown root filesystem "squashf" (one of initrd, squashfs, erofs); did you mean "squashfs"?`},
@@ -183,6 +190,21 @@ func TestParseRlimit(t *testing.T) {
 	if r, err := ParseRlimit("RLIMIT_CORE,0,0"); err != nil || r.Name != "RLIMIT_CORE" {
 		t.Fatalf("%+v %v", r, err)
 	}
+	for _, short := range []string{"as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
+		"nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"} {
+		r, err := ParseRlimit(short + ",1,2")
+		if err != nil {
+			t.Errorf("%s: %v", short, err)
+			continue
+		}
+		if _, ok := layout.RlimitResource(r.Name); !ok {
+			t.Errorf("%s: init knows no %s", short, r.Name)
+		}
+	}
+	// A dotless i upper-cases to I: not a name of the table all the same.
+	if r, err := ParseRlimit("nof\u0131le,1,2"); err == nil {
+		t.Errorf("nof\u0131le accepted as %s", r.Name)
+	}
 }
 
 func TestParseCapability(t *testing.T) {
@@ -191,8 +213,11 @@ func TestParseCapability(t *testing.T) {
 			t.Errorf("%q: %q %v", in, got.Name(), err)
 		}
 	}
-	if len(Capabilities()) != 41 {
-		t.Errorf("Linux 6.x has 41 capabilities, have %d", len(Capabilities()))
+	// The spec knows every capability init can set, by the same table.
+	for _, name := range layout.Capabilities() {
+		if c, err := ParseCapability(strings.ToLower(strings.TrimPrefix(name, "CAP_"))); err != nil || c.Name() != name {
+			t.Errorf("%s: %q %v", name, c.Name(), err)
+		}
 	}
 	if _, err := ParseCapability("CAP_FOO"); err == nil {
 		t.Error("CAP_FOO accepted")

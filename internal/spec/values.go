@@ -9,22 +9,18 @@ import (
 	"math/bits"
 	"strconv"
 	"strings"
+
+	"github.com/keelos/keel/internal/layout"
 )
 
 // Archs are the target architectures keel builds for (GOARCH names).
 var Archs = []string{"amd64", "arm64"}
 
-// Formats are the output formats of [output] formats, in DESIGN.md order.
-var Formats = []string{
-	"kernel+initrd", "tar", "uki", "iso-efi", "iso-bios", "iso", "raw-efi", "raw-bios", "raw",
-	"qcow2-efi", "qcow2-bios", "vhd", "dynamic-vhd", "vhdx", "vmdk", "ova", "gce", "aws", "rpi",
-}
-
 // RootFormats are the values of [output] root.
 var RootFormats = []string{"initrd", "squashfs", "erofs"}
 
 // RestartPolicies are the values of a container's restart key.
-var RestartPolicies = []string{"always", "on-failure", "never"}
+var RestartPolicies = []string{layout.RestartAlways, layout.RestartOnFailure, layout.RestartNever}
 
 // The values below have a syntax of their own (a size, a mode, a number
 // of CPUs, an rlimit, a capability). Each is decoded once, where the spec,
@@ -54,24 +50,6 @@ func MustParse[T any, P interface {
 	return v
 }
 
-// capabilities are Linux 6.x's capabilities, numbered as in
-// include/uapi/linux/capability.h.
-var capabilities = []string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-	"CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-	"CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
-	"CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-	"CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
-	"CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
-	"CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-	"CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
-	"CAP_CHECKPOINT_RESTORE",
-}
-
-// Capabilities returns every capability name keel knows, CAP_ prefixed,
-// in kernel number order.
-func Capabilities() []string { return append([]string(nil), capabilities...) }
-
 // AllCapabilities, in capabilities or ambient, stands for every capability.
 const AllCapabilities = "all"
 
@@ -92,12 +70,11 @@ func ParseCapability(s string) (Capability, error) {
 	if !strings.HasPrefix(c, "CAP_") {
 		c = "CAP_" + c
 	}
-	for _, k := range capabilities {
-		if k == c {
-			return Capability{name: k, text: s}, nil
-		}
+	// The kernel's numbers, which init gives capset, are the same table's.
+	if _, ok := layout.CapabilityNumber(c); ok {
+		return Capability{name: c, text: s}, nil
 	}
-	return Capability{}, &hintError{msg: fmt.Sprintf("unknown capability %q", s), hint: suggest(c, capabilities)}
+	return Capability{}, &hintError{msg: fmt.Sprintf("unknown capability %q", s), hint: suggest(c, layout.Capabilities())}
 }
 
 // Name is the canonical name: "CAP_NET_ADMIN", or AllCapabilities.
@@ -120,12 +97,6 @@ func (c *Capability) UnmarshalText(b []byte) error {
 	return err
 }
 
-// rlimits maps the short names of RLIMIT_* to their canonical names.
-var rlimits = []string{
-	"as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
-	"nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack",
-}
-
 // RlimitUnlimited is the value of "unlimited" in an rlimit.
 const RlimitUnlimited = math.MaxUint64
 
@@ -146,14 +117,12 @@ func ParseRlimit(s string) (Rlimit, error) {
 		return Rlimit{}, fmt.Errorf("rlimit %q: want NAME,SOFT,HARD", s)
 	}
 	short := strings.TrimPrefix(strings.ToLower(strings.TrimSpace(parts[0])), "rlimit_")
-	known := false
-	for _, r := range rlimits {
-		known = known || r == short
-	}
-	if !known {
+	r := Rlimit{Name: "RLIMIT_" + strings.ToUpper(short), text: s}
+	// init sets the limit by the same table. Its names are ASCII: a
+	// short name that only upper-cases to one is none.
+	if _, ok := layout.RlimitResource(r.Name); !ok || strings.ToLower(r.Name) != "rlimit_"+short {
 		return Rlimit{}, fmt.Errorf("unknown rlimit %q", parts[0])
 	}
-	r := Rlimit{Name: "RLIMIT_" + strings.ToUpper(short), text: s}
 	var err error
 	if r.Soft, err = parseLimit(parts[1]); err != nil {
 		return Rlimit{}, fmt.Errorf("rlimit %q soft limit: %w", s, err)

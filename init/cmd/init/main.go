@@ -1,6 +1,7 @@
 // Command init is keel's PID 1: it brings the machine up, runs the
 // onboot containers in order, supervises the services, answers keel-ctl,
-// and shuts the machine down cleanly.
+// and shuts the machine down cleanly. Started as keel-ctl (the image's
+// /usr/bin/keel-ctl is a symlink to /init), it is that client instead.
 package main
 
 import (
@@ -19,22 +20,26 @@ import (
 	"github.com/keelos/keel/init/internal/boot"
 	"github.com/keelos/keel/init/internal/container"
 	"github.com/keelos/keel/init/internal/control"
+	"github.com/keelos/keel/init/internal/ctl"
 	"github.com/keelos/keel/init/internal/logring"
 	"github.com/keelos/keel/init/internal/reaper"
 	"github.com/keelos/keel/init/internal/supervisor"
+	"github.com/keelos/keel/internal/layout"
 )
 
 // version is set with -ldflags "-X main.version=…".
 var version = ""
 
 const (
-	containersDir = "/containers"
 	ringSize      = 64 << 10
 	logMax        = 1 << 20
 	onshutdownMax = 30 * time.Second
 )
 
 func main() {
+	if filepath.Base(os.Args[0]) == layout.CtlName {
+		os.Exit(ctl.Main(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	container.ChildMain()
 	console := openConsole()
 	logf := func(format string, args ...any) {
@@ -47,7 +52,7 @@ func main() {
 	if need, err := boot.NeedsSwitchRoot(); err != nil {
 		logf("%v", err)
 	} else if need {
-		// A root on disk (keel.root= on the command line) is mounted and
+		// A root on disk (layout.CmdlineRoot) is mounted and
 		// switched into; without one the initramfs is moved into a tmpfs.
 		// Both return only on failure; boot continues from the initramfs
 		// then, where containers cannot pivot_root but init still
@@ -121,7 +126,7 @@ func (in *initd) run() {
 	})
 	fmt.Fprintf(in.console, "keel init %s\n", versionString())
 	boot.Milestone(in.console, "init")
-	in.consoleLog = boot.CmdlineFlag("/proc/cmdline", "keel.console_log")
+	in.consoleLog = boot.CmdlineFlag("/proc/cmdline", layout.CmdlineConsoleLog)
 	in.reaper = reaper.New(true, nil)
 	in.handleSignals()
 	in.safely("system", func() {
@@ -130,7 +135,7 @@ func (in *initd) run() {
 				in.logf("%v", err)
 			}
 		}
-		n, errs := boot.LoadModules("/etc/keel/modules")
+		n, errs := boot.LoadModules("/" + layout.Modules)
 		for _, err := range errs {
 			in.logf("%v", err)
 		}
@@ -139,7 +144,7 @@ func (in *initd) run() {
 		if err := boot.LoopbackUp(); err != nil {
 			in.logf("%v", err)
 		}
-		if err := boot.SetHostname(boot.Hostname("/etc/hostname")); err != nil {
+		if err := boot.SetHostname(boot.Hostname("/" + layout.Hostname)); err != nil {
 			in.logf("%v", err)
 		}
 	})
@@ -148,7 +153,9 @@ func (in *initd) run() {
 		boot.WatchPowerButton(func() { in.requestShutdown(false) }, stopWatch, in.logf)
 	})
 
-	in.safely("onboot", func() { in.runToCompletion("onboot", 0) })
+	// Volumes come before every container, so any of them may bind one.
+	in.safely("volumes", func() { boot.MountVolumes(in.logf) })
+	in.safely("onboot", func() { in.runToCompletion(layout.KindOnboot, layout.OnbootDir, 0) })
 	boot.Milestone(in.console, "onboot-done")
 
 	in.sup = supervisor.New(supervisor.Config{Logf: in.logf})
@@ -200,7 +207,7 @@ func (in *initd) sink(name string) *logring.Sink {
 		return s
 	}
 	s := &logring.Sink{Ring: logring.NewRing(ringSize)}
-	f, err := logring.OpenRotating(filepath.Join("/var/log", name+".log"), logMax)
+	f, err := logring.OpenRotating(filepath.Join("/", layout.LogDir, name+".log"), logMax)
 	if err != nil {
 		in.logf("%v", err)
 	} else {
@@ -256,10 +263,10 @@ func (in *initd) starter(b *container.Bundle, cgroup *string) supervisor.StartFu
 	}
 }
 
-// runToCompletion runs the bundles under /containers/<kind>, in order,
-// each to its end (or for at most limit, when set).
-func (in *initd) runToCompletion(kind string, limit time.Duration) {
-	bundles, err := container.LoadAll(filepath.Join(containersDir, kind))
+// runToCompletion runs the bundles of a kind, under dir in the image, in
+// order, each to its end (or for at most limit, when set).
+func (in *initd) runToCompletion(kind, dir string, limit time.Duration) {
+	bundles, err := container.LoadAll("/" + dir)
 	if err != nil {
 		in.logf("%s: %v", kind, err)
 	}
@@ -292,7 +299,7 @@ func (in *initd) runToCompletion(kind string, limit time.Duration) {
 }
 
 func (in *initd) startServices() {
-	bundles, err := container.LoadAll(filepath.Join(containersDir, "services"))
+	bundles, err := container.LoadAll("/" + layout.ServicesDir)
 	if err != nil {
 		in.logf("services: %v", err)
 	}
@@ -325,7 +332,7 @@ func (in *initd) startServices() {
 
 func (in *initd) shutdownSystem(reboot bool) {
 	boot.Milestone(in.console, "shutdown-start")
-	in.safely("onshutdown", func() { in.runToCompletion("onshutdown", onshutdownMax) })
+	in.safely("onshutdown", func() { in.runToCompletion(layout.KindOnshutdown, layout.OnshutdownDir, onshutdownMax) })
 	if in.sup != nil {
 		in.safely("stop services", in.sup.Shutdown)
 	}

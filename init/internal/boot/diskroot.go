@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keelos/keel/internal/layout"
 )
 
 // DiskRoot is a root file system on a disk partition rather than in the
@@ -32,7 +34,7 @@ const DefaultRootWait = 30 * time.Second
 
 // ErrNoDiskRoot means the command line names no root partition: the root
 // is the initramfs.
-var ErrNoDiskRoot = errors.New("no keel.root= on the kernel command line")
+var ErrNoDiskRoot = errors.New("no " + layout.CmdlineRoot + "= on the kernel command line")
 
 // ParseDiskRoot reads keel.root, keel.rootfstype and keel.rootwait from a
 // kernel command line. It returns ErrNoDiskRoot when keel.root is absent.
@@ -41,14 +43,14 @@ func ParseDiskRoot(cmdline string) (DiskRoot, error) {
 	for _, f := range strings.Fields(cmdline) {
 		k, v, _ := strings.Cut(f, "=")
 		switch k {
-		case "keel.root":
+		case layout.CmdlineRoot:
 			r.Source = v
-		case "keel.rootfstype":
+		case layout.CmdlineRootFSType:
 			r.FSType = v
-		case "keel.rootwait":
+		case layout.CmdlineRootWait:
 			s, err := strconv.ParseFloat(v, 64)
 			if err != nil || !(s >= 0 && s <= 24*3600) { // NaN and Inf too
-				return DiskRoot{}, fmt.Errorf("keel.rootwait=%s: want a number of seconds, at most a day", v)
+				return DiskRoot{}, fmt.Errorf(layout.CmdlineRootWait+"=%s: want a number of seconds, at most a day", v)
 			}
 			r.Wait = time.Duration(s * float64(time.Second))
 		}
@@ -56,10 +58,10 @@ func ParseDiskRoot(cmdline string) (DiskRoot, error) {
 	switch {
 	case r.Source == "":
 		return DiskRoot{}, ErrNoDiskRoot
-	case !strings.HasPrefix(r.Source, "PARTLABEL=") && !strings.HasPrefix(r.Source, "/dev/"):
-		return DiskRoot{}, fmt.Errorf("keel.root=%s: want PARTLABEL=NAME or /dev/PATH", r.Source)
+	case !strings.HasPrefix(r.Source, layout.PartLabel) && !strings.HasPrefix(r.Source, "/dev/"):
+		return DiskRoot{}, fmt.Errorf(layout.CmdlineRoot+"=%s: want "+layout.PartLabel+"NAME or /dev/PATH", r.Source)
 	case r.FSType != "squashfs" && r.FSType != "erofs":
-		return DiskRoot{}, fmt.Errorf("keel.rootfstype=%q: want squashfs or erofs", r.FSType)
+		return DiskRoot{}, fmt.Errorf(layout.CmdlineRootFSType+"=%q: want squashfs or erofs", r.FSType)
 	}
 	return r, nil
 }
@@ -74,7 +76,7 @@ func FindBlockDevice(sysBlock, source string) (dev string, ok bool, err error) {
 	if err != nil {
 		return "", false, fmt.Errorf("listing block devices: %w", err)
 	}
-	label, byLabel := strings.CutPrefix(source, "PARTLABEL=")
+	label, byLabel := strings.CutPrefix(source, layout.PartLabel)
 	for _, e := range ents {
 		ev := readUevent(filepath.Join(sysBlock, e.Name(), "uevent"))
 		name := ev["DEVNAME"]
@@ -132,7 +134,7 @@ func WaitBlockDevice(sysBlock, source string, wait, poll time.Duration) (string,
 			return dev, err
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("root %s: no such block device after %s (block devices: %s); check keel.root= on the kernel command line and that the disk's driver is among the modules",
+			return "", fmt.Errorf("root %s: no such block device after %s (block devices: %s); check "+layout.CmdlineRoot+"= on the kernel command line and that the disk's driver is among the modules",
 				source, wait, BlockDevices(sysBlock))
 		}
 		time.Sleep(poll)
@@ -186,7 +188,7 @@ func SwitchToDiskRoot(logf func(string, ...any)) error {
 			return fmt.Errorf("disk root: mount %s: %w", m.target, err)
 		}
 	}
-	n, errs := LoadModules("/etc/keel/modules")
+	n, errs := LoadModules("/" + layout.Modules)
 	for _, err := range errs {
 		logf("%v", err)
 	}
@@ -220,8 +222,8 @@ func SwitchToDiskRoot(logf func(string, ...any)) error {
 		return fmt.Errorf("disk root: %w", err)
 	}
 	env := append(os.Environ(), SwitchedEnv+"=1")
-	if err := unix.Exec("/init", os.Args, env); err != nil {
-		return fmt.Errorf("disk root: exec /init: %w", err)
+	if err := unix.Exec("/"+layout.Init, os.Args, env); err != nil {
+		return fmt.Errorf("disk root: exec /%s: %w", layout.Init, err)
 	}
 	return errors.New("disk root: exec returned")
 }

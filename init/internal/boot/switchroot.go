@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keelos/keel/internal/layout"
 )
 
 // SwitchedEnv marks an init re-executed after leaving the initramfs.
@@ -58,8 +60,8 @@ func SwitchRoot() error {
 		return fmt.Errorf("switch root: %w", err)
 	}
 	env := append(os.Environ(), SwitchedEnv+"=1")
-	if err := unix.Exec("/init", os.Args, env); err != nil {
-		return fmt.Errorf("switch root: exec /init: %w", err)
+	if err := unix.Exec("/"+layout.Init, os.Args, env); err != nil {
+		return fmt.Errorf("switch root: exec /%s: %w", layout.Init, err)
 	}
 	return errors.New("switch root: exec returned")
 }

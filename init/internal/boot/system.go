@@ -22,6 +22,8 @@ import (
 	"github.com/ulikunitz/xz"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/keelos/keel/internal/layout"
 )
 
 type sysMount struct {
@@ -60,7 +62,7 @@ func MountSystem() []error {
 	if err := unix.Mount("", "/", "", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
 		errs = append(errs, fmt.Errorf("making / shared: %w", err))
 	}
-	for _, d := range []string{"/var/log", "/run/keel", "/sys/fs/cgroup/keel"} {
+	for _, d := range []string{"/" + layout.LogDir, layout.RunDir, "/sys/fs/cgroup" + layout.CgroupParent} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			errs = append(errs, err)
 		}

@@ -12,61 +12,62 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/keelos/keel/internal/runtimeconfig"
-	"github.com/keelos/keel/internal/spec"
+	"github.com/keelos/keel/internal/layout"
 )
 
-// Bundle is one container directory: config.json and rootfs/.
+// Bundle is one container directory (layout.BundleConfig,
+// layout.BundleRootfs, layout.BundleSeccomp).
 type Bundle struct {
 	Name    string
 	Dir     string // absolute
 	Spec    *specs.Spec
-	Restart string        // always | on-failure | never
-	Runtime *spec.Runtime // nil when unset
+	Restart string          // layout.RestartAlways, RestartOnFailure or RestartNever
+	Runtime *layout.Runtime // nil when unset
 }
 
-// Load reads dir/config.json. The name comes from the org.keel.name
-// annotation, else from the directory name without its "NNN-" order prefix.
+// Load reads the bundle in dir. The name comes from the
+// layout.AnnotationName annotation, else from the directory's name
+// (layout.BundleName).
 func Load(dir string) (*Bundle, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", dir, err)
 	}
-	data, err := os.ReadFile(filepath.Join(abs, "config.json"))
+	data, err := os.ReadFile(filepath.Join(abs, layout.BundleConfig))
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", dir, err)
 	}
 	var s specs.Spec
 	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("bundle %s: config.json: %w", dir, err)
+		return nil, fmt.Errorf("bundle %s: %s: %w", dir, layout.BundleConfig, err)
 	}
 	if s.Process == nil || len(s.Process.Args) == 0 {
-		return nil, fmt.Errorf("bundle %s: config.json has no process args", dir)
+		return nil, fmt.Errorf("bundle %s: %s has no process args", dir, layout.BundleConfig)
 	}
 	if s.Root == nil || s.Root.Path == "" {
-		return nil, fmt.Errorf("bundle %s: config.json has no root path", dir)
+		return nil, fmt.Errorf("bundle %s: %s has no root path", dir, layout.BundleConfig)
 	}
 	if s.Linux == nil {
 		s.Linux = &specs.Linux{}
 	}
-	b := &Bundle{Name: s.Annotations[runtimeconfig.AnnotationName], Dir: abs, Spec: &s, Restart: s.Annotations[runtimeconfig.AnnotationRestart]}
+	b := &Bundle{Name: s.Annotations[layout.AnnotationName], Dir: abs, Spec: &s, Restart: s.Annotations[layout.AnnotationRestart]}
 	if b.Name == "" {
-		b.Name = orderless(filepath.Base(abs))
+		b.Name = layout.BundleName(filepath.Base(abs))
 	}
 	if b.Restart == "" {
-		b.Restart = "never"
+		b.Restart = layout.RestartNever
 	}
-	if r := s.Annotations[runtimeconfig.AnnotationRuntime]; r != "" {
-		b.Runtime = &spec.Runtime{}
+	if r := s.Annotations[layout.AnnotationRuntime]; r != "" {
+		b.Runtime = &layout.Runtime{}
 		if err := json.Unmarshal([]byte(r), b.Runtime); err != nil {
-			return nil, fmt.Errorf("bundle %s: %s annotation: %w", dir, runtimeconfig.AnnotationRuntime, err)
+			return nil, fmt.Errorf("bundle %s: %s annotation: %w", dir, layout.AnnotationRuntime, err)
 		}
 	}
 	return b, nil
 }
 
-// LoadAll loads every bundle under dir, in name order (the builder's NNN-
-// prefixes make that the spec's order). A missing dir holds no bundles.
+// LoadAll loads every bundle under dir, in name order (the builder's
+// layout.OrderedBundle names make that the spec's order). A missing dir holds no bundles.
 func LoadAll(dir string) ([]*Bundle, error) {
 	entries, err := os.ReadDir(dir)
 	if os.IsNotExist(err) {
@@ -95,17 +96,6 @@ func (b *Bundle) Rootfs() string {
 		return b.Spec.Root.Path
 	}
 	return filepath.Join(b.Dir, b.Spec.Root.Path)
-}
-
-func orderless(base string) string {
-	i := 0
-	for i < len(base) && base[i] >= '0' && base[i] <= '9' {
-		i++
-	}
-	if i > 0 && i < len(base)-1 && base[i] == '-' {
-		return base[i+1:]
-	}
-	return base
 }
 
 func readFirstLine(path string) string {

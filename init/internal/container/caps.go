@@ -6,24 +6,15 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/keelos/keel/internal/spec"
+	"github.com/keelos/keel/internal/layout"
 )
-
-// capNumber maps CAP_* names to their kernel numbers.
-var capNumber = func() map[string]uint {
-	m := map[string]uint{}
-	for i, c := range spec.Capabilities() {
-		m[c] = uint(i)
-	}
-	return m
-}()
 
 type capMask [2]uint32
 
 func maskOf(names []string) (capMask, error) {
 	var m capMask
 	for _, n := range names {
-		c, ok := capNumber[n]
+		c, ok := layout.CapabilityNumber(n)
 		if !ok {
 			return m, fmt.Errorf("unknown capability %s", n)
 		}
@@ -38,7 +29,7 @@ func (m capMask) has(c uint) bool { return m[c/32]&(1<<(c%32)) != 0 }
 func lastCap() uint {
 	var n uint
 	if _, err := fmt.Sscan(readFirstLine("/proc/sys/kernel/cap_last_cap"), &n); err != nil {
-		return uint(len(capNumber) - 1)
+		return unix.CAP_LAST_CAP
 	}
 	return n
 }

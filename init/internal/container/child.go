@@ -14,7 +14,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/keelos/keel/internal/runtimeconfig"
+	"github.com/keelos/keel/internal/layout"
 )
 
 // ChildMain runs the container first stage when the process was started
@@ -104,7 +104,7 @@ func stage() error {
 	}
 	proc := s.Process
 	for _, r := range proc.Rlimits {
-		res, ok := rlimitNumbers[r.Type]
+		res, ok := layout.RlimitResource(r.Type)
 		if !ok {
 			return fmt.Errorf("unknown rlimit %s", r.Type)
 		}
@@ -273,7 +273,7 @@ func lookPath(name string, env []string) (string, error) {
 	if strings.Contains(name, "/") {
 		return name, nil
 	}
-	path := runtimeconfig.DefaultPath
+	path := layout.DefaultPath
 	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
 			path = v
@@ -288,25 +288,16 @@ func lookPath(name string, env []string) (string, error) {
 	return "", fmt.Errorf("%s: not found in PATH %s", name, path)
 }
 
-var rlimitNumbers = map[string]int{
-	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU,
-	"RLIMIT_DATA": unix.RLIMIT_DATA, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS,
-	"RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK, "RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE,
-	"RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_RSS": unix.RLIMIT_RSS,
-	"RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO, "RLIMIT_RTTIME": unix.RLIMIT_RTTIME,
-	"RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING, "RLIMIT_STACK": unix.RLIMIT_STACK,
-}
-
-// hostDevices resolves the org.keel.devices annotation against the host's
-// /dev (still visible before pivot_root).
+// hostDevices resolves the layout.AnnotationDevices annotation against
+// the host's /dev (still visible before pivot_root).
 func hostDevices(s *specs.Spec) ([]specs.LinuxDevice, error) {
-	a := s.Annotations[runtimeconfig.AnnotationDevices]
+	a := s.Annotations[layout.AnnotationDevices]
 	if a == "" {
 		return nil, nil
 	}
-	var want []runtimeconfig.DeferredDevice
+	var want []layout.DeferredDevice
 	if err := json.Unmarshal([]byte(a), &want); err != nil {
-		return nil, fmt.Errorf("%s annotation: %w", runtimeconfig.AnnotationDevices, err)
+		return nil, fmt.Errorf("%s annotation: %w", layout.AnnotationDevices, err)
 	}
 	var out []specs.LinuxDevice
 	for _, d := range want {

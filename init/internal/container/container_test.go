@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keelos/keel/init/internal/reaper"
+	"github.com/keelos/keel/internal/layout"
 	"github.com/keelos/keel/internal/runtimeconfig"
 	"github.com/keelos/keel/internal/seccomp"
 	"github.com/keelos/keel/internal/spec"
@@ -84,7 +85,7 @@ type result struct {
 func runProbe(t *testing.T, name string, cfg spec.Config, edits ...func(*specs.Spec)) result {
 	t.Helper()
 	bundle := t.TempDir()
-	rootfs := filepath.Join(bundle, "rootfs")
+	rootfs := filepath.Join(bundle, layout.BundleRootfs)
 	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp", "etc"} {
 		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -100,17 +101,17 @@ func runProbe(t *testing.T, name string, cfg spec.Config, edits ...func(*specs.S
 	if cfg.Command == nil {
 		cfg.Command = []string{"probe"}
 	}
-	s, err := runtimeconfig.Generate(name, runtimeconfig.KindService, cfg, v1.Config{Env: []string{"PATH=/bin"}})
+	s, err := runtimeconfig.Generate(name, layout.KindService, cfg, v1.Config{Env: []string{"PATH=/bin"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Annotations[runtimeconfig.AnnotationSeccomp] == runtimeconfig.SeccompDefault {
+	if s.Annotations[layout.AnnotationSeccomp] == layout.SeccompDefault {
 		prog, err := seccomp.Compile(seccomp.Default(), runtime.GOARCH, s.Process.Capabilities.Bounding)
 		if err != nil {
 			t.Fatal(err)
 		}
 		runtimeconfig.SetSeccompProgram(s, prog)
-		if err := os.WriteFile(filepath.Join(bundle, runtimeconfig.SeccompFile), prog, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(bundle, layout.BundleSeccomp), prog, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -127,7 +128,7 @@ func runProbe(t *testing.T, name string, cfg spec.Config, edits ...func(*specs.S
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), js, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(bundle, layout.BundleConfig), js, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	b, err := Load(bundle)
@@ -362,8 +363,8 @@ func TestContainerSeccompProgramMustMatch(t *testing.T) {
 			runtimeconfig.SetSeccompProgram(s, []byte("another program"))
 		}, "config.json wants"},
 		{"no digest", func(s *specs.Spec) {
-			delete(s.Annotations, runtimeconfig.AnnotationSeccompSHA256)
-		}, "config.json has no " + runtimeconfig.AnnotationSeccompSHA256},
+			delete(s.Annotations, layout.AnnotationSeccompSHA256)
+		}, "config.json has no " + layout.AnnotationSeccompSHA256},
 	} {
 		res := runProbe(t, "tampered-"+strings.ReplaceAll(c.name, " ", "-"), spec.Config{}, c.edit)
 		if res.err == nil || !strings.Contains(res.err.Error(), c.want) || res.proc != nil {

@@ -7,6 +7,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 
+	"github.com/keelos/keel/internal/layout"
 	"github.com/keelos/keel/internal/runtimeconfig"
 	"github.com/keelos/keel/internal/spec"
 )
@@ -19,7 +20,7 @@ func TestHostDevicesTakeTheBuildersMode(t *testing.T) {
 		{Path: "/dev/null", Mode: spec.MustParse[spec.FileMode]("0600")},
 		{Path: "/dev/zer*"},
 	}}
-	s, err := runtimeconfig.Generate("a", runtimeconfig.KindService, cfg, v1.Config{})
+	s, err := runtimeconfig.Generate("a", layout.KindService, cfg, v1.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

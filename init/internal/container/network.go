@@ -8,14 +8,15 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/keelos/keel/internal/spec"
+	"github.com/keelos/keel/internal/layout"
 )
 
 // setupInterfaces gives the container at pid its runtime.interfaces:
-// a new veth pair (the named end created directly in the container's
-// network namespace, the peer left up on the host), or an existing host
-// interface moved in.
-func setupInterfaces(pid int, ifaces []spec.Interface) error {
+// a new veth pair, whose named end is created on the host and moved into
+// the container's network namespace (or, with create-in-ns, created
+// there directly, never existing on the host) while the peer stays up on
+// the host; or an existing host interface moved in.
+func setupInterfaces(pid int, ifaces []layout.Interface) error {
 	for _, i := range ifaces {
 		switch i.Add {
 		case "veth":
@@ -23,9 +24,17 @@ func setupInterfaces(pid int, ifaces []spec.Interface) error {
 			if peer == "" {
 				return fmt.Errorf("interface %s: a veth needs a peer name", i.Name)
 			}
-			v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: i.Name, Namespace: netlink.NsPid(pid)}, PeerName: peer}
-			if err := netlink.LinkAdd(v); err != nil {
+			attrs := netlink.LinkAttrs{Name: i.Name}
+			if i.CreateInNS {
+				attrs.Namespace = netlink.NsPid(pid)
+			}
+			if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: peer}); err != nil {
 				return fmt.Errorf("interface %s: creating veth with peer %s: %w", i.Name, peer, err)
+			}
+			if !i.CreateInNS {
+				if err := moveInto(i.Name, pid); err != nil {
+					return err
+				}
 			}
 			l, err := netlink.LinkByName(peer)
 			if err != nil {
@@ -35,12 +44,8 @@ func setupInterfaces(pid int, ifaces []spec.Interface) error {
 				return fmt.Errorf("interface %s: %w", peer, err)
 			}
 		case "":
-			l, err := netlink.LinkByName(i.Name)
-			if err != nil {
-				return fmt.Errorf("interface %s: %w", i.Name, err)
-			}
-			if err := netlink.LinkSetNsPid(l, pid); err != nil {
-				return fmt.Errorf("interface %s: moving into the container: %w", i.Name, err)
+			if err := moveInto(i.Name, pid); err != nil {
+				return err
 			}
 		default:
 			return fmt.Errorf("interface %s: unknown add %q (want veth)", i.Name, i.Add)
@@ -49,9 +54,22 @@ func setupInterfaces(pid int, ifaces []spec.Interface) error {
 	return nil
 }
 
+// moveInto moves the host's interface name into the network namespace
+// of the process pid.
+func moveInto(name string, pid int) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("interface %s: %w", name, err)
+	}
+	if err := netlink.LinkSetNsPid(l, pid); err != nil {
+		return fmt.Errorf("interface %s: moving into the container: %w", name, err)
+	}
+	return nil
+}
+
 // bindNamespaces bind-mounts /proc/PID/ns/* onto the requested paths so
 // other containers can join them by path.
-func bindNamespaces(pid int, b *spec.BindNS) error {
+func bindNamespaces(pid int, b *layout.BindNS) error {
 	if b == nil {
 		return nil
 	}

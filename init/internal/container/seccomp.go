@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/keelos/keel/internal/runtimeconfig"
+	"github.com/keelos/keel/internal/layout"
 )
 
 // maxSeccompProgram is the largest program the kernel takes: 4096
@@ -22,19 +22,19 @@ import (
 const maxSeccompProgram = 4096 * 8
 
 // seccompProgram reads the bundle's compiled seccomp program and checks it
-// against the digest in config.json. It returns nil for an unconfined
+// against the digest in its document. It returns nil for an unconfined
 // container; a bundle naming a profile without a program, or with a
 // program that does not match, does not start.
 func (b *Bundle) seccompProgram() ([]byte, error) {
 	a := b.Spec.Annotations
-	want := a[runtimeconfig.AnnotationSeccompSHA256]
+	want := a[layout.AnnotationSeccompSHA256]
 	if want == "" {
-		if name := a[runtimeconfig.AnnotationSeccomp]; name != "" && name != runtimeconfig.SeccompUnconfined {
-			return nil, fmt.Errorf("seccomp profile %s: config.json has no %s", name, runtimeconfig.AnnotationSeccompSHA256)
+		if name := a[layout.AnnotationSeccomp]; name != "" && name != layout.SeccompUnconfined {
+			return nil, fmt.Errorf("seccomp profile %s: %s has no %s", name, layout.BundleConfig, layout.AnnotationSeccompSHA256)
 		}
 		return nil, nil
 	}
-	f, err := os.Open(filepath.Join(b.Dir, runtimeconfig.SeccompFile))
+	f, err := os.Open(filepath.Join(b.Dir, layout.BundleSeccomp))
 	if err != nil {
 		return nil, fmt.Errorf("seccomp: %w", err)
 	}
@@ -44,11 +44,11 @@ func (b *Bundle) seccompProgram() ([]byte, error) {
 		return nil, fmt.Errorf("seccomp: %w", err)
 	}
 	if len(prog) == 0 || len(prog)%8 != 0 || len(prog) > maxSeccompProgram {
-		return nil, fmt.Errorf("seccomp: %s: %d bytes is not a program of 1 to 4096 instructions", runtimeconfig.SeccompFile, len(prog))
+		return nil, fmt.Errorf("seccomp: %s: %d bytes is not a program of 1 to 4096 instructions", layout.BundleSeccomp, len(prog))
 	}
 	sum := sha256.Sum256(prog)
 	if got := hex.EncodeToString(sum[:]); got != want {
-		return nil, fmt.Errorf("seccomp: %s has sha256 %s, config.json wants %s", runtimeconfig.SeccompFile, got, want)
+		return nil, fmt.Errorf("seccomp: %s has sha256 %s, %s wants %s", layout.BundleSeccomp, got, layout.BundleConfig, want)
 	}
 	return prog, nil
 }

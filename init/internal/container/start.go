@@ -12,6 +12,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/keelos/keel/internal/layout"
 )
 
 // stageArg, as os.Args[1], makes the binary run as a container's first
@@ -108,7 +110,7 @@ func (b *Bundle) Start(opts Options) (*Process, error) {
 	}
 	cgPath := s.Linux.CgroupsPath
 	if cgPath == "" {
-		cgPath = "/keel/" + b.Name
+		cgPath = layout.CgroupParent + "/" + b.Name
 	}
 	p := &Process{}
 	p.Cgroup, p.Warnings, err = makeCgroup(opts.CgroupMount, cgPath, s.Linux.Resources)

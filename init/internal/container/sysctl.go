@@ -6,15 +6,15 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/keelos/keel/internal/spec"
+	"github.com/keelos/keel/internal/layout"
 )
 
 // sysctlNamespaces are the namespaces that own sysctls, by the name
-// spec.SysctlNamespace gives them.
+// layout.SysctlNamespace gives them.
 var sysctlNamespaces = map[string]specs.LinuxNamespaceType{
-	"net": specs.NetworkNamespace,
-	"ipc": specs.IPCNamespace,
-	"uts": specs.UTSNamespace,
+	layout.SysctlNet: specs.NetworkNamespace,
+	layout.SysctlIPC: specs.IPCNamespace,
+	layout.SysctlUTS: specs.UTSNamespace,
 }
 
 // nsID identifies a namespace: the device and inode of its nsfs file.
@@ -53,7 +53,7 @@ func ownNamespaces() (map[specs.LinuxNamespaceType]nsID, error) {
 // too; this is the same rule where the write happens, with full root.
 func checkSysctls(s *specs.Spec, host map[specs.LinuxNamespaceType]nsID) error {
 	for _, k := range sortedKeys(s.Linux.Sysctl) {
-		name := spec.SysctlNamespace(k)
+		name := layout.SysctlNamespace(k)
 		if name == "" {
 			return fmt.Errorf("sysctl %s: not namespaced: a container may not set a host sysctl", k)
 		}

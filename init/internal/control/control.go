@@ -1,5 +1,5 @@
 // Package control is the protocol between init and keel-ctl: JSON lines
-// over the unix socket /run/keel/init.sock. A client sends one Request
+// over the unix socket layout.ControlSocket. A client sends one Request
 // line; init answers with Response lines, one for every command but
 // `logs -f`, which streams Data lines until the client hangs up.
 package control
@@ -16,10 +16,11 @@ import (
 	"runtime/debug"
 
 	"github.com/keelos/keel/init/internal/supervisor"
+	"github.com/keelos/keel/internal/layout"
 )
 
 // SocketPath is where init listens.
-const SocketPath = "/run/keel/init.sock"
+const SocketPath = layout.ControlSocket
 
 // Request is one command.
 type Request struct {

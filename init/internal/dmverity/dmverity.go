@@ -21,6 +21,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keelos/keel/internal/layout"
 )
 
 // The fixed parameters of keel's trees.
@@ -329,7 +331,7 @@ type Cmdline struct {
 }
 
 // ErrNoVerity means the command line asks for no verified root.
-var ErrNoVerity = errors.New("no keel.verity.roothash= on the kernel command line")
+var ErrNoVerity = errors.New("no " + layout.CmdlineVerityRootHash + "= on the kernel command line")
 
 // ParseCmdline reads the keel.verity.* keys of a kernel command line. It
 // returns ErrNoVerity when keel.verity.roothash is absent, and an error
@@ -341,47 +343,47 @@ func ParseCmdline(cmdline string) (Cmdline, error) {
 	for _, f := range strings.Fields(cmdline) {
 		k, v, _ := strings.Cut(f, "=")
 		switch k {
-		case "keel.verity.roothash":
+		case layout.CmdlineVerityRootHash:
 			root = v
-		case "keel.verity.hash":
+		case layout.CmdlineVerityHash:
 			c.Hash = v
-		case "keel.verity.salt":
+		case layout.CmdlineVeritySalt:
 			salt = v
-		case "keel.verity.datablocks":
+		case layout.CmdlineVerityDataBlocks:
 			blocks = v
-		case "keel.verity.corruption":
+		case layout.CmdlineVerityCorruption:
 			c.OnCorruption = Policy(v)
 		default:
 			continue
 		}
 		seen[k] = true
 	}
-	if !seen["keel.verity.roothash"] {
+	if !seen[layout.CmdlineVerityRootHash] {
 		return Cmdline{}, ErrNoVerity
 	}
 	var err error
 	if c.RootHash, err = hex.DecodeString(root); err != nil || len(c.RootHash) != 32 {
-		return Cmdline{}, fmt.Errorf("keel.verity.roothash=%s: want 64 hex digits (SHA-256)", root)
+		return Cmdline{}, fmt.Errorf(layout.CmdlineVerityRootHash+"=%s: want 64 hex digits (SHA-256)", root)
 	}
-	if !strings.HasPrefix(c.Hash, "PARTLABEL=") && !strings.HasPrefix(c.Hash, "/dev/") {
-		return Cmdline{}, fmt.Errorf("keel.verity.hash=%s: want PARTLABEL=NAME or /dev/PATH", c.Hash)
+	if !strings.HasPrefix(c.Hash, layout.PartLabel) && !strings.HasPrefix(c.Hash, "/dev/") {
+		return Cmdline{}, fmt.Errorf(layout.CmdlineVerityHash+"=%s: want "+layout.PartLabel+"NAME or /dev/PATH", c.Hash)
 	}
-	if !seen["keel.verity.salt"] {
-		return Cmdline{}, errors.New("keel.verity.salt= is missing (\"-\" for none)")
+	if !seen[layout.CmdlineVeritySalt] {
+		return Cmdline{}, errors.New(layout.CmdlineVeritySalt + "= is missing (\"-\" for none)")
 	}
 	if salt != "-" {
 		if c.Salt, err = hex.DecodeString(salt); err != nil || len(c.Salt) == 0 || len(c.Salt) > 256 {
-			return Cmdline{}, fmt.Errorf("keel.verity.salt=%s: want up to 256 bytes in hex, or - for none", salt)
+			return Cmdline{}, fmt.Errorf(layout.CmdlineVeritySalt+"=%s: want up to 256 bytes in hex, or - for none", salt)
 		}
 	}
 	if c.DataBlocks, err = strconv.ParseUint(blocks, 10, 64); err != nil || c.DataBlocks == 0 || c.DataBlocks > 1<<50 {
-		return Cmdline{}, fmt.Errorf("keel.verity.datablocks=%s: want the number of 4096-byte data blocks", blocks)
+		return Cmdline{}, fmt.Errorf(layout.CmdlineVerityDataBlocks+"=%s: want the number of 4096-byte data blocks", blocks)
 	}
 	if c.OnCorruption == "" {
 		c.OnCorruption = DefaultPolicy
 	}
 	if _, err := ParsePolicy(string(c.OnCorruption)); err != nil {
-		return Cmdline{}, fmt.Errorf("keel.verity.corruption=%s: want restart, panic or log", c.OnCorruption)
+		return Cmdline{}, fmt.Errorf(layout.CmdlineVerityCorruption+"=%s: want restart, panic or log", c.OnCorruption)
 	}
 	return c, nil
 }

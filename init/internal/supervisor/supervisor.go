@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keelos/keel/init/internal/reaper"
+	"github.com/keelos/keel/internal/layout"
 )
 
 // Policy says when a service that ended is started again.
@@ -23,9 +24,9 @@ type Policy string
 
 // Restart policies.
 const (
-	Always    Policy = "always"
-	OnFailure Policy = "on-failure"
-	Never     Policy = "never"
+	Always    Policy = layout.RestartAlways
+	OnFailure Policy = layout.RestartOnFailure
+	Never     Policy = layout.RestartNever
 )
 
 // StartFunc starts one run of a service, returning its pid and a channel

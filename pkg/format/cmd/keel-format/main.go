@@ -14,8 +14,8 @@ import (
 	"log"
 	"os"
 
+	"github.com/keelos/keel/internal/blockdev"
 	"github.com/keelos/keel/pkg/format/internal/format"
-	"github.com/keelos/keel/pkg/internal/blockdev"
 )
 
 func main() {

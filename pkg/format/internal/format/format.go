@@ -10,7 +10,7 @@ import (
 	"os/exec"
 	"strings"
 
-	"github.com/keelos/keel/pkg/internal/blockdev"
+	"github.com/keelos/keel/internal/blockdev"
 )
 
 // ErrInUse is returned (wrapped) when a device already holds something.

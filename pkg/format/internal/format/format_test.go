@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/keelos/keel/pkg/internal/blockdev"
+	"github.com/keelos/keel/internal/blockdev"
 )
 
 func emptyImage(t *testing.T, size int64) string {

@@ -16,8 +16,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keelos/keel/internal/blockdev"
 	"github.com/keelos/keel/internal/hostname"
-	"github.com/keelos/keel/pkg/internal/blockdev"
 	"github.com/keelos/keel/pkg/metadata/internal/metadata"
 )
 

@@ -11,7 +11,7 @@ import (
 	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/filesystem"
 
-	"github.com/keelos/keel/pkg/internal/blockdev"
+	"github.com/keelos/keel/internal/blockdev"
 )
 
 // DriveLabels are the filesystem labels of config drives: NoCloud's

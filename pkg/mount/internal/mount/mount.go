@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/keelos/keel/pkg/internal/blockdev"
+	"github.com/keelos/keel/internal/blockdev"
 )
 
 // ErrNotFound is returned when no device carries the label.

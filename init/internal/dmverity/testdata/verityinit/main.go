@@ -18,6 +18,7 @@ import (
 
 	"github.com/keelos/keel/init/internal/boot"
 	"github.com/keelos/keel/init/internal/dmverity"
+	"github.com/keelos/keel/internal/layout"
 )
 
 func main() {
@@ -43,7 +44,7 @@ func run() error {
 			return fmt.Errorf("mount %s: %w", m.dir, err)
 		}
 	}
-	n, errs := boot.LoadModules("/etc/keel/modules")
+	n, errs := boot.LoadModules("/" + layout.Modules)
 	for _, err := range errs {
 		fmt.Println("verity-test: module:", err)
 	}

@@ -1,9 +1,13 @@
-// Command keel-ctl talks to keel's init over its control socket.
-package main
+// Package ctl is keel-ctl, init's control client. It is no binary of its
+// own: init runs it when started as layout.CtlName (the image's
+// /usr/bin/keel-ctl is a symlink to /init), so the image carries one
+// static Go binary instead of two.
+package ctl
 
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -18,22 +22,26 @@ const usage = `usage: keel-ctl COMMAND
   start NAME | stop NAME | restart NAME
   poweroff | reboot`
 
-func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "keel-ctl:", err)
-		os.Exit(1)
-	}
-}
-
-func run(args []string) error {
+// Main runs keel-ctl with args (the command and its arguments) against
+// init's socket, or the one $KEEL_CTL_SOCKET names, and returns the exit
+// status: 2 for a missing command, 1 for any failure.
+func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, usage)
-		os.Exit(2)
+		fmt.Fprintln(stderr, usage)
+		return 2
 	}
 	sock := control.SocketPath
 	if s := os.Getenv("KEEL_CTL_SOCKET"); s != "" {
 		sock = s
 	}
+	if err := run(sock, args, stdout); err != nil {
+		fmt.Fprintln(stderr, "keel-ctl:", err)
+		return 1
+	}
+	return 0
+}
+
+func run(sock string, args []string, stdout io.Writer) error {
 	req := control.Request{Cmd: args[0]}
 	switch args[0] {
 	case "ps":
@@ -54,7 +62,7 @@ func run(args []string) error {
 			return nil
 		})
 		tw.Flush()
-		if _, werr := os.Stdout.Write(table.Bytes()); err == nil {
+		if _, werr := stdout.Write(table.Bytes()); err == nil {
 			err = werr
 		}
 		return err
@@ -67,7 +75,7 @@ func run(args []string) error {
 		err := control.Call(sock, req, func(r control.Response) error {
 			for _, s := range r.Services {
 				if s.Name == args[1] && s.Pid > 0 {
-					fmt.Println(s.Pid)
+					fmt.Fprintln(stdout, s.Pid)
 					found = true
 				}
 			}
@@ -83,7 +91,7 @@ func run(args []string) error {
 		}
 		req.Name, req.Follow = args[1], len(args) == 3
 		return control.Call(sock, req, func(r control.Response) error {
-			_, err := os.Stdout.WriteString(r.Data)
+			_, err := io.WriteString(stdout, r.Data)
 			return err
 		})
 	case "start", "stop", "restart":
