@@ -103,7 +103,8 @@ func writeProgramImage(t *testing.T, dir, exe, source, tag string) string {
 
 // exampleSpec is examples/NAME.toml for a boot test: the same packages,
 // with getty's passwordless root shell (so the test can drive the
-// console) and each of files (in dir) shipped as /etc/keel/FILE.
+// console) and each of files (in dir) shipped as /etc/keel/FILE; its
+// "../" and "./" references are made absolute, so it builds from dir.
 func exampleSpec(t *testing.T, dir, name string, files ...string) string {
 	t.Helper()
 	repo, err := filepath.Abs("..")
@@ -115,6 +116,7 @@ func exampleSpec(t *testing.T, dir, name string, files ...string) string {
 		t.Fatal(err)
 	}
 	s := strings.ReplaceAll(string(example), `"../`, `"`+repo+`/`)
+	s = strings.ReplaceAll(s, `"./`, `"`+repo+`/examples/`)
 	getty := "name = \"getty\"\nimage = \"" + repo + "/pkg/getty\"\n"
 	if !strings.Contains(s, getty) {
 		t.Fatalf("examples/%s.toml no longer has the getty service this test expects", name)

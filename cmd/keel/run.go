@@ -117,7 +117,7 @@ format=qcow2 or a .qcow2 name).`,
 	f.IntVar(&opts.CPUs, "cpus", 1, "virtual CPUs")
 	f.StringArrayVar(&disks, "disk", nil, "extra disk FILE[,size=S][,format=raw|qcow2|vpc|vmdk] (repeatable)")
 	f.StringArrayVar(&opts.Publish, "publish", nil, "forward 127.0.0.1:HOST to the guest's GUEST port: HOST:GUEST[/tcp|/udp] (repeatable)")
-	f.StringVar(&opts.Metadata, "metadata", "", "user-data file, served on a cidata config drive")
+	f.StringVar(&opts.Metadata, "metadata", "", "user-data file, or a NoCloud seed directory (user-data, meta-data), served on a cidata config drive (docs/metadata.md)")
 	f.StringVar(&opts.ConsoleFile, "console", "", "also write the console to FILE")
 	f.DurationVar(&opts.Timeout, "timeout", 0, "stop the machine and fail after this long (0: never)")
 	f.BoolVar(&uefi, "uefi", true, "boot through EFI firmware (default: from the image name; --uefi=false for BIOS)")

@@ -215,6 +215,35 @@ func (t *Tree) resolve(p string) (*node, error) {
 // are made (0755, root); otherwise a missing one gives nil. A non
 // directory where a directory is needed is an error.
 func (t *Tree) resolveDir(p string, create bool) (*node, error) {
+	n, missing, err := t.walkDir(p, create)
+	if err != nil || len(missing) > 0 {
+		return nil, err
+	}
+	return n, nil
+}
+
+// Resolve returns where p is in the tree: the symbolic links among its
+// parent directories followed as ApplyTar follows them, the last
+// component kept as it is, so the result names the entry p means without
+// leaving the root. Below a directory that does not exist, the rest of p
+// is kept as written. The result is clean, without a leading "/".
+func (t *Tree) Resolve(p string) (string, error) {
+	c, err := cleanPath(p)
+	if err != nil || c == "" {
+		return c, err
+	}
+	dir, base := path.Split(c)
+	n, missing, err := t.walkDir(strings.TrimSuffix(dir, "/"), false)
+	if err != nil {
+		return "", err
+	}
+	return path.Join(append(append([]string{n.e.Path}, missing...), base)...), nil
+}
+
+// walkDir is resolveDir, also telling where a missing directory stopped
+// it (without create): the deepest directory reached and the components
+// left below it.
+func (t *Tree) walkDir(p string, create bool) (*node, []string, error) {
 	// stack holds the directories from the root to the current one.
 	stack := []*node{t.root}
 	todo := splitPath(p)
@@ -235,7 +264,7 @@ func (t *Tree) resolveDir(p string, create bool) (*node, error) {
 		next, ok := cur.children[c]
 		if !ok {
 			if !create {
-				return nil, nil
+				return cur, append([]string{c}, todo...), nil
 			}
 			next = &node{e: Entry{Path: path.Join(cur.e.Path, c), Mode: fs.ModeDir | 0o755}, children: map[string]*node{}, gen: t.gen}
 			cur.children[c] = next
@@ -246,7 +275,7 @@ func (t *Tree) resolveDir(p string, create bool) (*node, error) {
 		case next.e.Mode&fs.ModeSymlink != 0:
 			follows++
 			if follows > maxLinkFollows {
-				return nil, fmt.Errorf("%s: too many levels of symbolic links", p)
+				return nil, nil, fmt.Errorf("%s: too many levels of symbolic links", p)
 			}
 			target := next.e.Linkname
 			if strings.HasPrefix(target, "/") {
@@ -254,10 +283,10 @@ func (t *Tree) resolveDir(p string, create bool) (*node, error) {
 			}
 			todo = append(splitPath(target), todo...)
 		default:
-			return nil, fmt.Errorf("%s: %s is not a directory", p, next.e.Path)
+			return nil, nil, fmt.Errorf("%s: %s is not a directory", p, next.e.Path)
 		}
 	}
-	return stack[len(stack)-1], nil
+	return stack[len(stack)-1], nil, nil
 }
 
 func splitPath(p string) []string {

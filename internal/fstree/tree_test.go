@@ -115,6 +115,36 @@ func TestApplyTarSymlinkParentsResolveInsideTree(t *testing.T) {
 	}
 }
 
+// TestResolve checks that Resolve follows symlinked parents as ApplyTar
+// does, keeps the last component, and keeps the part below a missing
+// directory as written.
+func TestResolve(t *testing.T) {
+	tr := newTree(t)
+	err := apply(t, tr, ApplyOptions{},
+		dir("run"), dir("var"), symlink("var/run", "../run"), symlink("var/lock", "/run/lock"),
+		symlink("up", "../../.."), symlink("run/last", "/etc"), reg("file", "x"),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{
+		"/var/run/nginx":     "run/nginx",
+		"/var/lock/subsys/x": "run/lock/subsys/x", // /run/lock is missing: kept below /run
+		"/up/etc/passwd":     "etc/passwd",
+		"/run/last":          "run/last", // the last component is not followed
+		"/var":               "var",
+		"/":                  "",
+	} {
+		got, err := tr.Resolve(p)
+		if err != nil || got != want {
+			t.Errorf("Resolve(%q) = %q, %v; want %q", p, got, err, want)
+		}
+	}
+	if got, err := tr.Resolve("/file/x"); err == nil {
+		t.Errorf("Resolve through a regular file = %q, want an error", got)
+	}
+}
+
 func TestApplyTarHardLinks(t *testing.T) {
 	tr := newTree(t)
 	// A link before its target, as in flattened streams, and one after.

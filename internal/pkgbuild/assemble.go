@@ -52,6 +52,16 @@ func (b *Builder) assemble(ctx context.Context, p *plan) (v1.Image, func(), erro
 	} else if parts, err = b.parts(ctx, p, store, work); err != nil {
 		return nil, cleanup, err
 	}
+	setup, skipped, err := setupLayer(store, parts, p.pkg, p.arch)
+	if err != nil {
+		return nil, cleanup, err
+	}
+	for _, s := range skipped {
+		b.progress("%s (%s): %v", p.pkg.Name, p.arch, s)
+	}
+	if setup != nil {
+		parts = append(parts, part{"accounts, sysusers.d and tmpfiles.d", setup})
+	}
 	img, err := b.image(p, parts, work)
 	return img, cleanup, err
 }

@@ -35,7 +35,7 @@ import (
 
 // Version is the builder's own version: it enters every input hash, so
 // changing how images are assembled invalidates cached packages.
-const Version = "keel-pkgbuild/1"
+const Version = "keel-pkgbuild/2"
 
 // Builder builds package images. Cache is required; Debian is needed only
 // by packages with a [debian] section.

@@ -25,13 +25,57 @@ func TestConfigDriveReadByMtools(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "CIDATA") {
 		t.Errorf("mlabel: %v: %s", err, out)
 	}
+	// The meta-data names no host name: the image keeps its own.
 	for name, body := range map[string]string{"user-data": want, "meta-data": "instance-id: keel-qemu\n"} {
-		out, err := exec.Command("mtype", "-i", img, "::"+name).CombinedOutput()
-		if err != nil || !strings.HasPrefix(string(out), body) {
-			t.Errorf("mtype %s: %v: %q, want %q", name, err, out, body)
+		if got := mtype(t, img, name); got != body {
+			t.Errorf("mtype %s: %q, want %q", name, got, body)
 		}
 	}
-	if err := writeConfigDrive(dir, filepath.Join(dir, "x.img")); err == nil {
-		t.Error("a directory as user-data was accepted")
+}
+
+func mtype(t *testing.T, img, name string) string {
+	t.Helper()
+	out, err := exec.Command("mtype", "-i", img, "::"+name).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mtype %s: %v: %s", name, err, out)
+	}
+	return string(out)
+}
+
+// TestConfigDriveFromSeedDirectory checks a NoCloud seed directory: its
+// user-data and meta-data are served as they are.
+func TestConfigDriveFromSeedDirectory(t *testing.T) {
+	dir := t.TempDir()
+	seed := filepath.Join(dir, "seed")
+	if err := os.Mkdir(seed, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	meta := "instance-id: i-1\nlocal-hostname: from-meta\n"
+	if err := os.WriteFile(filepath.Join(seed, "meta-data"), []byte(meta), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, "cidata.img")
+	if err := writeConfigDrive(seed, img); err != nil {
+		t.Fatal(err)
+	}
+	if got := mtype(t, img, "meta-data"); got != meta {
+		t.Errorf("meta-data %q, want %q", got, meta)
+	}
+	if out, err := exec.Command("mdir", "-b", "-i", img, "::").CombinedOutput(); err != nil || strings.Contains(string(out), "user-data") {
+		t.Errorf("mdir: %v: %s (no user-data was given)", err, out)
+	}
+
+	empty := filepath.Join(dir, "empty")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeConfigDrive(empty, filepath.Join(dir, "x.img")); err == nil || !strings.Contains(err.Error(), "holds neither user-data nor meta-data") {
+		t.Errorf("an empty seed directory: %v", err)
+	}
+	if err := os.Mkdir(filepath.Join(empty, "user-data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeConfigDrive(empty, filepath.Join(dir, "x.img")); err == nil || !strings.Contains(err.Error(), "is not a regular file") {
+		t.Errorf("a directory named user-data: %v", err)
 	}
 }

@@ -39,8 +39,9 @@ type Options struct {
 	Snapshot bool
 	Disks    []Disk
 	Publish  []string // "HOST:GUEST" ports forwarded from 127.0.0.1 (tcp, or suffix /udp)
-	// Metadata is a user-data file served on a NoCloud config drive: a
-	// FAT volume labelled CIDATA holding user-data and meta-data.
+	// Metadata is a user-data file, or a NoCloud seed directory holding
+	// user-data and/or meta-data, served on a config drive: a FAT volume
+	// labelled CIDATA (see docs/metadata.md).
 	Metadata    string
 	Console     io.Writer // receives the console as QEMU writes it
 	ConsoleFile string    // also written here, with \r removed

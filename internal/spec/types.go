@@ -227,6 +227,9 @@ type Package struct {
 	Files  []File  `toml:"file,omitempty" json:"file,omitempty"`
 	Config Config  `toml:"config" json:"config"`
 	Build  *Build  `toml:"build,omitempty" json:"build,omitempty"`
+	// Accounts are users and groups written into the image's /etc/passwd
+	// and /etc/group (see accounts.go).
+	Accounts *Accounts `toml:"accounts,omitempty" json:"accounts,omitempty"`
 
 	// Include names files (relative to the package directory) whose
 	// [[file]] entries are added after the package's own: one list,

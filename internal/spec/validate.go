@@ -9,19 +9,16 @@ import (
 	"strings"
 
 	"github.com/keelos/keel/internal/format"
+	"github.com/keelos/keel/internal/hostname"
 )
 
 var (
-	nameRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
-	moduleRE   = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-	sysctlRE   = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[A-Za-z0-9_@:+-]+)+$`)
-	hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
-	envKeyRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	ifnameRE   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
+	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+	moduleRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	sysctlRE = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[A-Za-z0-9_@:+-]+)+$`)
+	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	ifnameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 )
-
-// maxHostnameLen is what sethostname(2) accepts.
-const maxHostnameLen = 64
 
 // MountFlags are the options a bind or tmpfs may carry besides key=value
 // ones; runtimeconfig turns each into the container's mount options.
@@ -258,8 +255,10 @@ func (l *located) checkConfig(p keyPath, c *Config) {
 	if c.Seccomp != nil {
 		l.checkSeccomp(p.field("seccomp"), *c.Seccomp)
 	}
-	if c.Hostname != nil && (len(*c.Hostname) > maxHostnameLen || !hostnameRE.MatchString(*c.Hostname)) {
-		l.errorf(p.field("hostname"), "%q is not a valid host name (at most %d characters: labels of letters, digits and '-', separated by '.')", *c.Hostname, maxHostnameLen)
+	if c.Hostname != nil {
+		if err := hostname.Check(*c.Hostname); err != nil {
+			l.errorf(p.field("hostname"), "%v", err)
+		}
 	}
 	if c.OOMScoreAdj != nil && (*c.OOMScoreAdj < -1000 || *c.OOMScoreAdj > 1000) {
 		l.errorf(p.field("oom-score-adj"), "%d is outside -1000..1000", *c.OOMScoreAdj)
@@ -553,6 +552,9 @@ func (l *located) checkPackage(pk *Package) {
 		}
 	}
 	l.checkFiles(root.field("file"), pk.Files)
+	if pk.Accounts != nil {
+		l.checkAccounts(root.field("accounts"), pk.Accounts)
+	}
 	cp := root.field("config")
 	l.checkConfig(cp, &pk.Config)
 	if v := pk.Config.Seccomp; v != nil && strings.HasSuffix(*v, ".json") {

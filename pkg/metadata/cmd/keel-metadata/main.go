@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keelos/keel/internal/blockdev"
+	"github.com/keelos/keel/internal/hostname"
 	"github.com/keelos/keel/pkg/metadata/internal/metadata"
 )
 
@@ -37,10 +38,18 @@ func main() {
 		log.Printf("no instance data: %v", err)
 		return
 	}
+	if d.Hostname != "" {
+		if err := hostname.Check(d.Hostname); err != nil {
+			log.Printf("ignoring the instance data's host name: %v", err)
+			d.Hostname = ""
+		}
+	}
 	if err := metadata.Write(*dir, d); err != nil {
 		log.Fatal(err)
 	}
 	log.Printf("from %s: hostname %q, %d bytes of user data, %d ssh keys", d.Source, d.Hostname, len(d.UserData), len(d.SSHKeys))
+	// No host name in the data leaves the image's (/etc/hostname, which
+	// init set) as it is.
 	if *setHostname && d.Hostname != "" {
 		if err := unix.Sethostname([]byte(d.Hostname)); err != nil {
 			log.Printf("set hostname: %v", err)

@@ -108,6 +108,7 @@ func ParseNoCloudMeta(text string, d *Data) {
 
 // ParseCloudConfig takes ssh_authorized_keys (for root) and hostname from a
 // #cloud-config user-data, so a NoCloud seed written for cloud-init works.
+// As in cloud-init, the user-data's hostname wins over the meta-data's.
 func ParseCloudConfig(text string, d *Data) {
 	if !strings.HasPrefix(text, "#cloud-config") {
 		return
@@ -115,8 +116,8 @@ func ParseCloudConfig(text string, d *Data) {
 	for _, v := range yamlList(text, "ssh_authorized_keys") {
 		d.SSHKeys = addKeys(d.SSHKeys, v)
 	}
-	if d.Hostname == "" {
-		d.Hostname = yamlScalar(text, "hostname")
+	if h := yamlScalar(text, "hostname"); h != "" {
+		d.Hostname = h
 	}
 }
 

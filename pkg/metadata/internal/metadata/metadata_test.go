@@ -241,3 +241,24 @@ func TestServicesFailFastElsewhere(t *testing.T) {
 		t.Error("timeout not honoured")
 	}
 }
+
+// TestHostnamePrecedence checks where the host name comes from: the
+// user-data's #cloud-config hostname wins over the meta-data's
+// local-hostname (as in cloud-init), and data with neither sets none, so
+// the image keeps its own.
+func TestHostnamePrecedence(t *testing.T) {
+	for _, c := range []struct{ meta, user, want string }{
+		{"instance-id: i\nlocal-hostname: from-meta\n", "#cloud-config\nhostname: from-user\n", "from-user"},
+		{"instance-id: i\nlocal-hostname: from-meta\n", userData, "from-meta"},
+		{"instance-id: i\n", userData, ""},
+		{"instance-id: i\n", "#!/bin/sh\nhostname: not-yaml\n", ""},
+	} {
+		d, err := ReadDriveDir(writeTree(t, map[string]string{"meta-data": c.meta, "user-data": c.user}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Hostname != c.want {
+			t.Errorf("meta-data %q, user-data %q: hostname %q, want %q", c.meta, c.user, d.Hostname, c.want)
+		}
+	}
+}
