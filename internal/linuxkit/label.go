@@ -12,6 +12,10 @@ import (
 	"github.com/keelos/keel/internal/spec"
 )
 
+// labelMaxDepth bounds the nesting of a label, as keel's own label's;
+// LinuxKit's keys nest 4 deep (runtime.interfaces[0].name).
+const labelMaxDepth = 16
+
 // ParseLabel decodes an image's org.mobyproject.config label, the JSON of
 // a LinuxKit image entry's settings (capabilities, binds, readonly, net,
 // …) that LinuxKit's package builder writes, into keel's configuration,
@@ -37,6 +41,9 @@ func ParseLabel(kind, where string, data []byte) (spec.Config, error) {
 		var v any
 		err := json.Unmarshal(data, &v)
 		return spec.Config{}, fmt.Errorf("%s: not JSON: %v", where, err)
+	}
+	if err := checkDepth(data); err != nil {
+		return spec.Config{}, fmt.Errorf("%s: %w", where, err)
 	}
 	var doc yaml.Node
 	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
@@ -80,4 +87,25 @@ func ParseLabel(kind, where string, data []byte) (spec.Config, error) {
 		return spec.Config{}, errors.New(strings.Join(msgs, "\n"))
 	}
 	return cfg, nil
+}
+
+// checkDepth refuses JSON nested deeper than labelMaxDepth before the
+// YAML parser, which recurses, reads it.
+func checkDepth(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	depth := 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil // the end, or an error json.Valid reported already
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			if depth++; depth > labelMaxDepth {
+				return fmt.Errorf("nested more than %d deep", labelMaxDepth)
+			}
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+	}
 }

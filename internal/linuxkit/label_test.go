@@ -48,6 +48,7 @@ func TestParseLabelRefusesHostileInput(t *testing.T) {
 		{`{"capabilities.add":["CAP_SYS_ADMIN"]}`, `a label has no list below it`},
 		{`{"binds":["nosuch:/x"]}`, `no volume is named "nosuch"`},
 		{`{"readonly":"yes"}`, `readonly`},
+		{`{"sysctl":` + strings.Repeat(`{"a":`, 20) + `1` + strings.Repeat(`}`, 21), `nested more than 16 deep`},
 		{`{"env":["A=` + strings.Repeat("x", spec.LabelMaxSize) + `"]}`, `more than the`},
 	} {
 		_, err := ParseLabel("service", "L", []byte(tc.data))
