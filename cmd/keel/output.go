@@ -30,6 +30,9 @@ func checkSingleOutput(opts build.Options, output string) error {
 	if len(s.Arch) > 1 {
 		return usageError(fmt.Errorf("-o writes one file, and the build is for %d architectures (%s): choose one with --arch", len(s.Arch), strings.Join(s.Arch, ", ")))
 	}
+	if len(s.Output.Formats) == 0 {
+		return usageError(fmt.Errorf("-o writes one image, and the spec names no output format: choose one with --format"))
+	}
 	if len(s.Output.Formats) != 1 {
 		return usageError(fmt.Errorf("-o writes one file, and the build writes %d formats (%s): choose one with --format", len(s.Output.Formats), strings.Join(s.Output.Formats, ", ")))
 	}
