@@ -21,6 +21,7 @@ func newBuildCmd(g *globalFlags) *cobra.Command {
 	var bf builderFlags
 	var n netFlags
 	var sign signFlags
+	var output string
 	cmd := &cobra.Command{
 		Use:   "build [SPEC...]",
 		Short: "Build OS images from spec files (default ./build.toml)",
@@ -33,6 +34,8 @@ Boot; see "keel keys --help" for the keys.`,
 		Example: `  keel build
   keel build --format iso-efi,qcow2-efi --dir out build.toml prod.toml
   keel build --dry-run build.toml extra.toml
+  keel build --format qcow2-efi -o host.qcow2
+  keel build --format tar -o - | tar -t
   keel build --verify-reproducible --format iso-efi
   keel build --frozen   # build.lock's inputs, from the cache only: no network
   keel build --sign-key keys/db.key --sign-cert keys/db.crt --format qcow2-efi`,
@@ -70,17 +73,33 @@ Boot; see "keel keys --help" for the keys.`,
 			if opts.BuildKit, err = bf.config(cmd.ErrOrStderr()); err != nil {
 				return err
 			}
+			if output != "" {
+				if cmd.Flags().Changed("dir") {
+					return usageError(fmt.Errorf("-o %s names the output: not with --dir", output))
+				}
+				if err := checkSingleOutput(opts, output); err != nil {
+					return err
+				}
+			}
+			run := func(opts build.Options) (*build.Result, error) {
+				if verify && !opts.DryRun {
+					return build.Verify(cmd.Context(), opts, g.rebuildInChild(cmd.ErrOrStderr(), sign))
+				}
+				return build.Run(cmd.Context(), opts)
+			}
 			var res *build.Result
-			if verify && !opts.DryRun {
-				res, err = build.Verify(cmd.Context(), opts, g.rebuildInChild(cmd.ErrOrStderr(), sign))
+			if output != "" {
+				res, err = buildToOutput(cmd.Context(), opts, output, run, cmd.OutOrStdout())
 			} else {
-				res, err = build.Run(cmd.Context(), opts)
+				res, err = run(opts)
 			}
 			if err != nil {
 				return err
 			}
 			for _, o := range res.Outputs {
-				fmt.Fprintln(cmd.OutOrStdout(), o.Path)
+				if output != "-" { // stdout holds the image
+					fmt.Fprintln(cmd.OutOrStdout(), o.Path)
+				}
 			}
 			if verify {
 				fmt.Fprintf(cmd.ErrOrStderr(), "reproducible: %d outputs bit-identical in a second build from an empty cache\n", len(res.Outputs))
@@ -92,6 +111,7 @@ Boot; see "keel keys --help" for the keys.`,
 	addArchFlag(cmd, g, "target architectures, comma separated: amd64,arm64 (default: the spec's, else the host's)")
 	f.StringSliceVar(&opts.Formats, "format", nil, "output formats, repeated or comma separated: "+strings.Join(format.Names(), ", ")+" (default: the spec's [output] formats)")
 	f.StringVar(&opts.Dir, "dir", ".", "directory the outputs are written to")
+	f.StringVarP(&output, "output", "o", "", "write the one image of a build of one format for one architecture to FILE, or to stdout for -, instead of --dir (no SBOM)")
 	f.StringVar(&opts.Name, "name", "", "name prefix of the outputs (default: the spec's name)")
 	f.StringVar(&opts.Size, "size", "", "disk image size, like 1GiB (default: the spec's, else fit)")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print the merged spec and, as comments, each container's effective configuration and where it came from, and stop")

@@ -10,6 +10,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/keelos/keel/internal/imagelabel"
+	"github.com/keelos/keel/internal/linuxkit"
 	"github.com/keelos/keel/internal/runtimeconfig"
 	"github.com/keelos/keel/internal/source"
 	"github.com/keelos/keel/internal/spec"
@@ -21,13 +22,15 @@ const (
 	fromPackage     = "package [config]"
 	fromUntrusted   = "image label (untrusted)"
 	fromAllowed     = "image label (untrusted; allowed by allow-image-privileges)"
+	fromMoby        = "image label " + imagelabel.MobyConfig
 	fromImageConfig = "image config"
 	fromDefault     = "keel's default"
 )
 
 // containerConfig is a container's effective runtime configuration: its
-// image's org.keel.config label overridden key by key by the spec entry,
-// with the image's own config for what neither sets, each part checked.
+// image's org.mobyproject.config label (LinuxKit's) overridden key by key
+// by its org.keel.config label, both by the spec entry, with the image's
+// own config for what none sets, each part checked.
 type containerConfig struct {
 	oci *specs.Spec // config.json
 	// shown is the configuration as the container runs with it: the
@@ -51,16 +54,42 @@ func effectiveConfig(kind string, c spec.Container, origin source.Origin, cf *v1
 	if err := img.Check(what + " config"); err != nil {
 		return nil, err
 	}
-	var label spec.Config
+	var keelLabel, mobyLabel spec.Config
 	if data := cf.Config.Labels[imagelabel.Config]; data != "" {
 		var err error
-		if label, err = spec.ParseLabel(what+" label "+imagelabel.Config, []byte(data)); err != nil {
+		if keelLabel, err = spec.ParseLabel(what+" label "+imagelabel.Config, []byte(data)); err != nil {
 			return nil, err
 		}
 	}
+	if data := cf.Config.Labels[imagelabel.MobyConfig]; data != "" {
+		var err error
+		if mobyLabel, err = linuxkit.ParseLabel(kind, what+" label "+imagelabel.MobyConfig, []byte(data)); err != nil {
+			return nil, err
+		}
+	}
+	label := mobyLabel.Override(keelLabel)
+	// A key of the LinuxKit label counts where keel's label leaves it unset.
+	fromKeel := func(key string) bool {
+		return slices.ContainsFunc(keelLabel.Settings(), func(s spec.Setting) bool { return s.Key == key })
+	}
 	if !origin.Trusted() {
-		if refused := c.RefusedImagePrivileges(label, img); len(refused) > 0 {
-			return nil, refusedError(kind, c, what, refused, specFiles)
+		for _, l := range []struct {
+			name   string
+			config spec.Config
+			counts func(string) bool
+		}{
+			{imagelabel.Config, keelLabel, func(string) bool { return true }},
+			{imagelabel.MobyConfig, mobyLabel, func(k string) bool { return !fromKeel(k) }},
+		} {
+			var refused []spec.Setting
+			for _, s := range c.RefusedImagePrivileges(l.config, img) {
+				if l.counts(s.Key) {
+					refused = append(refused, s)
+				}
+			}
+			if len(refused) > 0 {
+				return nil, refusedError(kind, c, what, l.name, refused, specFiles)
+			}
 		}
 	}
 	merged := label.Override(c.Config)
@@ -90,6 +119,12 @@ func effectiveConfig(kind string, c spec.Container, origin source.Origin, cf *v1
 			cc.from[s.Key] = fromAllowed
 		default:
 			cc.from[s.Key] = fromUntrusted
+		}
+		if !fromKeel(s.Key) {
+			cc.from[s.Key] = strings.Replace(cc.from[s.Key], "image label", fromMoby, 1)
+			if origin.Trusted() {
+				cc.from[s.Key] = fromMoby
+			}
 		}
 	}
 	for _, s := range c.Config.Settings() {
@@ -138,7 +173,7 @@ func (cc *containerConfig) showProcess(img v1.Config) {
 
 // refusedError says which privileges an untrusted label asks for and how
 // the spec grants them.
-func refusedError(kind string, c spec.Container, what string, refused []spec.Setting, specFiles []string) error {
+func refusedError(kind string, c spec.Container, what, labelName string, refused []spec.Setting, specFiles []string) error {
 	sets := make([]string, len(refused))
 	keys := make([]string, len(refused))
 	for i, s := range refused {
@@ -155,5 +190,5 @@ func refusedError(kind string, c spec.Container, what string, refused []spec.Set
 	}
 	return fmt.Errorf("%s is not the spec's own source, and its label %s sets %s, which would widen the container's privileges: "+
 		"to grant %s, add allow-image-privileges = [%s] to the [[%s]] entry named %q in %s (or set %s in that entry yourself)",
-		what, imagelabel.Config, strings.Join(sets, ", "), them, strings.Join(keys, ", "), kind, c.Name, file, them)
+		what, labelName, strings.Join(sets, ", "), them, strings.Join(keys, ", "), kind, c.Name, file, them)
 }

@@ -8,6 +8,10 @@ const (
 	// Config holds the JSON of the package's default runtime
 	// configuration, a spec.Config.
 	Config = "org.keel.config"
+	// MobyConfig holds the JSON of a LinuxKit package's runtime
+	// configuration, LinuxKit's keys (see linuxkit.ParseLabel). keel
+	// reads it from pulled images and never writes it.
+	MobyConfig = "org.mobyproject.config"
 	// Debian holds the JSON list of the Debian packages unpacked into the
 	// image, as Deb entries; images without Debian packages lack it.
 	Debian = "org.keel.debian"

@@ -978,7 +978,13 @@ func (b *builder) finish() {
 		c.unsupported(f.val, join(e.path, "hostname"), "a host name needs uts: new (without it the container shares the host's UTS namespace, where LinuxKit's runc refuses a host name too)")
 		cfg.Hostname = nil
 	}
+	b.check()
+}
 
+// check applies keel's check of the whole entry: each key it refuses is
+// reported where it was written and left out.
+func (b *builder) check() {
+	c, e, cfg := b.c, b.e, b.cfg
 	// Rules over several keys (a net.* sysctl in the host's network
 	// namespace): keel's check of the whole entry, each refused key
 	// reported where it was written and left out.

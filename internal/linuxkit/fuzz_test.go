@@ -34,3 +34,20 @@ func FuzzConvert(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseLabel feeds any bytes to the label reader: it returns an error
+// or a configuration keel's spec rules take, and never panics.
+func FuzzParseLabel(f *testing.F) {
+	f.Add([]byte(`{"capabilities":["CAP_NET_ADMIN"],"binds":["/etc:/x:ro"],"readonly":true}`))
+	f.Add([]byte(`{"runtime":{"interfaces":[{"name":"eth0","add":"veth","peer":"v0"}]},"net":"new"}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := ParseLabel("service", "fuzz", data)
+		if err != nil {
+			return
+		}
+		if msg := checkConfig("service", cfg); msg != "" {
+			t.Fatalf("a configuration keel refuses (%s) from:\n%s", msg, data)
+		}
+	})
+}
