@@ -93,12 +93,13 @@ func TestReferenceOutputsPassExternalChecks(t *testing.T) {
 	t.Run("inspect", func(t *testing.T) {
 		keel := keelBinary(t)
 		// Each file, by suffix, and the format inspect must recognise in it
-		// (the aws disk is the raw disk at whole GiB).
+		// (the aws disk is the raw disk at whole GiB, named by its suffix
+		// as the format table names it).
 		for _, c := range []struct{ suffix, format string }{
 			{"-kernel", "kernel+initrd"}, {"-efi.iso", "iso-efi"}, {"-bios.iso", "iso-bios"}, {".iso", "iso"},
 			{"-efi.raw", "raw-efi"}, {"-efi.qcow2", "qcow2-efi"}, {"-bios.raw", "raw-bios"}, {"-bios.qcow2", "qcow2-bios"},
 			{".raw", "raw"}, {".vhd", "vhd"}, {"-dynamic.vhd", "dynamic-vhd"},
-			{".vhdx", "vhdx"}, {".vmdk", "vmdk"}, {".ova", "ova"}, {"-gce.tar.gz", "gce"}, {"-aws.raw", "raw"},
+			{".vhdx", "vhdx"}, {".vmdk", "vmdk"}, {".ova", "ova"}, {"-gce.tar.gz", "gce"}, {"-aws.raw", "aws"},
 		} {
 			img := filepath.Join(dir, "host-amd64"+c.suffix)
 			out := tool(t, keel, "inspect", img)
